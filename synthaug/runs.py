@@ -1,0 +1,71 @@
+"""Run folders: resolved config, log, metrics.jsonl, artefacts, and the package version."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from synthaug import __version__
+from synthaug.utils import to_jsonable, write_json_atomic
+
+
+def next_run_dir(parent: str | Path, prefix: str = "") -> Path:
+    """parent/NNN[-prefix] with NNN one more than the highest number already there."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    numbers = [int(m.group(1)) for p in parent.iterdir() if (m := re.match(r"(\d+)", p.name))]
+    name = f"{max(numbers, default=-1) + 1:03d}" + (f"-{prefix}" if prefix else "")
+    return parent / name
+
+
+class Run:
+    """One run folder. Everything a run writes goes through here."""
+
+    def __init__(self, path: str | Path, resume: bool = False) -> None:
+        self.path = Path(path)
+        if self.path.exists() and any(self.path.iterdir()) and not resume:
+            if (self.path / "config.json").exists():
+                raise FileExistsError(
+                    f"run folder {self.path} already holds a run; pass --resume to continue it or choose another --out"
+                )
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.logger = logging.getLogger(f"synthaug.run.{self.path}")
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False
+        if not self.logger.handlers:
+            handler = logging.FileHandler(self.path / "log.txt")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+            self.logger.addHandler(handler)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_config(self, config: Any) -> None:
+        payload = {"synthaug_version": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
+                   "command": " ".join(sys.argv), **to_jsonable(config)}
+        write_json_atomic(self.file("config.json"), payload)
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        write_json_atomic(self.file(name), obj)
+        return self.file(name)
+
+    def log(self, message: str, echo: bool = False) -> None:
+        self.logger.info(message)
+        if echo:
+            print(message, file=sys.stderr)
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        row = {"time": round(time.time(), 3), **to_jsonable(row)}
+        with open(self.file("metrics.jsonl"), "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def close(self) -> None:
+        for h in list(self.logger.handlers):
+            h.close()
+            self.logger.removeHandler(h)

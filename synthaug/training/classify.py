@@ -1,0 +1,95 @@
+"""Train a classifier end to end and write its run folder (the `synthaug train` command's library side)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from synthaug.classifiers import Classifier, build_classifier, channel_stats
+from synthaug.data import DataConfig, DatasetSplits, ImageDataset, load_data
+from synthaug.plots import save_confusion_matrix
+from synthaug.runs import Run
+from synthaug.training.checkpoint import load_checkpoint, save_checkpoint
+from synthaug.training.config import TrainConfig
+from synthaug.training.loop import TrainData, evaluate, fit
+from synthaug.utils import atomic_path, write_json_atomic
+
+MODEL_FILE = "model.safetensors"
+MODEL_SPEC = "model.json"
+
+
+@dataclass
+class ClassifierRunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def new_classifier(train_set: ImageDataset, cfg: TrainConfig) -> Classifier:
+    """A freshly initialised classifier (seeded), normalised with the training set's statistics."""
+    torch.manual_seed(cfg.seed)
+    mean, std = channel_stats(train_set.images)
+    return build_classifier(cfg.model, train_set.channels, train_set.num_classes, train_set.image_size[0],
+                            mean=mean, std=std, pretrained=cfg.pretrained)
+
+
+def save_classifier(model: Classifier, run: Run, cfg: TrainConfig, train_set: ImageDataset) -> None:
+    spec = {"model": cfg.model, "in_channels": train_set.channels, "num_classes": train_set.num_classes,
+            "image_size": train_set.image_size[0], "class_names": train_set.class_names}
+    write_json_atomic(run.file(MODEL_SPEC), spec)
+    save_checkpoint(run.file(MODEL_FILE), model)
+
+
+def load_classifier(run_dir: str | Path, device: str = "cpu") -> tuple[Classifier, dict[str, Any]]:
+    """Rebuild a trained classifier from its run folder (model.json + model.safetensors)."""
+    run_dir = Path(run_dir)
+    spec_path = run_dir / MODEL_SPEC
+    if not spec_path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a classifier run: {MODEL_SPEC} is missing (train one with `synthaug train`)")
+    spec = json.loads(spec_path.read_text())
+    model = build_classifier(spec["model"], spec["in_channels"], spec["num_classes"], spec["image_size"])
+    load_checkpoint(run_dir / MODEL_FILE, model)
+    return model.to(device).eval(), spec
+
+
+def write_predictions(path: Path, probs: np.ndarray, y_true: np.ndarray, class_names: list[str]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "y_true", "y_pred", *[f"p_{name}" for name in class_names]])
+        for i, (t, p) in enumerate(zip(y_true, probs)):
+            writer.writerow([i, int(t), int(p.argmax()), *[f"{v:.6g}" for v in p]])
+
+
+def train_on_splits(splits: DatasetSplits, cfg: TrainConfig, run: Run, synthetic: ImageDataset | None = None,
+                    p_real: float | None = None, resume: bool = False, test_sets: dict[str, ImageDataset] | None = None,
+                    ) -> dict[str, Any]:
+    """Train on splits.train (+ synthetic), evaluate on splits.test, write metrics, predictions and plots."""
+    model = new_classifier(splits.train, cfg)
+    summary = fit(model, TrainData(splits.train, synthetic, p_real), cfg, run, val=splits.val, resume=resume)
+    save_classifier(model, run, cfg, splits.train)
+    metrics, probs = evaluate(model, splits.test, cfg)
+    metrics["training"] = summary
+    metrics["train_size"] = {"real": len(splits.train), "synthetic": len(synthetic) if synthetic is not None else 0}
+    for name, ds in (test_sets or {}).items():  # e.g. train-on-real, test-on-synthetic
+        extra, _ = evaluate(model, ds, cfg)
+        metrics[f"test_{name}"] = extra
+    write_predictions(run.file("predictions.csv"), probs, splits.test.labels.numpy(), splits.test.class_names)
+    save_confusion_matrix(np.array(metrics["confusion_matrix"]), splits.test.class_names, run.file("confusion_matrix.png"),
+                          title=f"{cfg.model} on {splits.test.name} (accuracy {metrics['accuracy']:.3f})")
+    run.write_json("metrics.json", metrics)
+    run.log(f"test accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
+            f"{summary['steps']} steps in {summary['train_seconds']:.1f} s")
+    return metrics
+
+
+def train_classifier(cfg: ClassifierRunConfig, out: str | Path, resume: bool = False) -> dict[str, Any]:
+    run = Run(out, resume=resume)
+    run.write_config(cfg)
+    splits = load_data(cfg.data)
+    run.log(splits.train.describe())
+    return train_on_splits(splits, cfg.train, run, resume=resume)

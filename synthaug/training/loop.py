@@ -1,0 +1,272 @@
+"""The classifier training loop: one explicit loop over batches drawn from tensors held on the device."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from synthaug.data.base import ImageDataset
+from synthaug.metrics.classification import classification_metrics
+from synthaug.runs import Run
+from synthaug.training.augment import Augmenter, mix_batch, soft_targets
+from synthaug.training.checkpoint import load_checkpoint, save_checkpoint
+from synthaug.training.config import TrainConfig
+from synthaug.training.sampler import BatchSampler
+from synthaug.utils import resolve_device
+
+CHECKPOINT = "checkpoint.safetensors"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left in place."""
+
+
+@dataclass
+class TrainData:
+    """What a classifier trains on: real images, optionally synthetic ones mixed in."""
+
+    real: ImageDataset
+    synthetic: ImageDataset | None = None
+    p_real: float | None = None  # None: one pool (`add`); a number: share of real images per batch
+
+    def pool(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(images, labels, is_synthetic) of real followed by synthetic."""
+        if self.synthetic is None or len(self.synthetic) == 0:
+            return self.real.images, self.real.labels, torch.zeros(len(self.real), dtype=torch.bool)
+        if self.synthetic.class_names != self.real.class_names:
+            raise ValueError(f"synthetic classes {self.synthetic.class_names} differ from real {self.real.class_names}")
+        if self.synthetic.images.shape[1:] != self.real.images.shape[1:]:
+            raise ValueError(f"synthetic images {tuple(self.synthetic.images.shape[1:])} differ in shape from real "
+                             f"{tuple(self.real.images.shape[1:])}; regenerate or resize them")
+        is_syn = torch.cat([torch.zeros(len(self.real), dtype=torch.bool), torch.ones(len(self.synthetic), dtype=torch.bool)])
+        return (torch.cat([self.real.images, self.synthetic.images]), torch.cat([self.real.labels, self.synthetic.labels]), is_syn)
+
+    def __len__(self) -> int:
+        return len(self.real) + (len(self.synthetic) if self.synthetic is not None else 0)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on biases and norm parameters (standard practice; decaying BN scales hurts).
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    return torch.optim.RMSprop(groups, lr=cfg.lr, momentum=cfg.momentum, alpha=0.9, eps=1e-6)
+
+
+def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
+    """Learning-rate multiplier at `step` (a pure function of the step, so resuming needs no state)."""
+    if cfg.schedule == "constant":
+        return 1.0
+    warmup = int(cfg.warmup_fraction * total)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    if cfg.schedule == "onecycle":  # linear warm-up, linear decay to zero
+        return max(0.0, 1.0 - progress)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def autocast(device: torch.device, cfg: TrainConfig) -> contextlib.AbstractContextManager:
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    if use_bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, images: torch.Tensor, cfg: TrainConfig, device: torch.device | None = None) -> np.ndarray:
+    """Class probabilities for uint8 images, in batches, eval mode (optionally mirrored-image TTA)."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    memory = torch.channels_last if _channels_last(device, cfg) else torch.contiguous_format
+    for chunk in images.split(cfg.eval_batch_size):
+        x = chunk.to(device, non_blocking=True).float().div_(255.0).contiguous(memory_format=memory)
+        with autocast(device, cfg):
+            logits = model(x).float()
+            if cfg.tta_flip:
+                logits = 0.5 * (logits + model(x.flip(-1)).float())
+        out.append(logits.softmax(1).cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, 0))
+
+
+def evaluate(model: nn.Module, ds: ImageDataset, cfg: TrainConfig) -> tuple[dict[str, Any], np.ndarray]:
+    probs = predict_proba(model, ds.images, cfg)
+    y_true = ds.labels.numpy()
+    return classification_metrics(y_true, probs.argmax(1), ds.class_names, probs), probs
+
+
+def _channels_last(device: torch.device, cfg: TrainConfig) -> bool:
+    return cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, targets: torch.Tensor,
+               device: torch.device, cfg: TrainConfig) -> torch.Tensor:
+    with autocast(device, cfg):
+        logits = model(x)
+    loss = torch.sum(-targets * F.log_softmax(logits.float(), dim=1), dim=1).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+class _State:
+    """Loop state that a checkpoint must carry to resume exactly."""
+
+    def __init__(self) -> None:
+        self.step = 0
+        self.best_score = -math.inf
+        self.best_step = -1
+        self.evals_without_improvement = 0
+        self.train_seconds = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def load(self, d: dict[str, Any]) -> None:
+        self.__dict__.update(d)
+
+
+def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None = None,
+        val: ImageDataset | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train `model` on `data` for cfg.steps (or epochs); return a summary. Writes checkpoints into `run`."""
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)  # dropout draws from the global RNG; seed it explicitly, save it in checkpoints
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    images, labels, is_syn = data.pool()
+    images, labels, is_syn = images.to(device), labels.to(device), is_syn.to(device)
+    num_classes = data.real.num_classes
+    total = cfg.total_steps(len(data) if data.p_real is None else len(data.real))
+    sampler = BatchSampler(len(data.real), cfg.batch_size, g, len(data) - len(data.real), data.p_real)
+    augment = Augmenter(cfg, data.real.channels)
+    smoothing = torch.where(is_syn, cfg.synthetic_label_smoothing if cfg.synthetic_label_smoothing is not None
+                            else cfg.label_smoothing, cfg.label_smoothing).float()
+    memory = torch.channels_last if _channels_last(device, cfg) else torch.contiguous_format
+    model.to(device, memory_format=memory)
+    optimizer = make_optimizer(model, cfg)
+    step_fn = torch.compile(model) if cfg.compile else model
+    state = _State()
+    best_weights: dict[str, torch.Tensor] | None = None
+    ckpt = run.file(CHECKPOINT) if run else None
+
+    if resume and ckpt is not None and ckpt.exists():
+        loop_state, extra = load_checkpoint(ckpt, model, optimizer)
+        state.load(loop_state)
+        torch.set_rng_state(extra["rng.global"])
+        g.set_state(extra["rng.sampler"])
+        sampler.load_state_dict({k[len("sampler."):]: v for k, v in extra.items() if k.startswith("sampler.")})
+        if run.file("best.safetensors").exists():
+            best_weights = _read_weights(run.file("best.safetensors"))
+        run.log(f"resumed from {ckpt} at step {state.step}/{total}", echo=True)
+
+    def checkpoint() -> None:
+        if ckpt is None:
+            return
+        extra = {"rng.global": torch.get_rng_state(), "rng.sampler": g.get_state(),
+                 **{f"sampler.{k}": v for k, v in sampler.state_dict().items()}}
+        save_checkpoint(ckpt, model, optimizer, state.as_dict(), extra)
+
+    model.train()
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    running, running_n = torch.zeros((), device=device), 0
+    progress = _progress(total, state.step, cfg.progress)
+    start = time.perf_counter()
+    stop_reason = "steps"
+    while state.step < total:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * lr_factor(state.step, total, cfg)
+        idx = sampler.next().to(device)
+        x = augment(images[idx], g).contiguous(memory_format=memory)
+        targets = soft_targets(labels[idx], num_classes, smoothing[idx])
+        x, targets = mix_batch(x, targets, cfg, g)
+        loss = train_step(step_fn, optimizer, x, targets, device, cfg)
+        nonfinite |= ~torch.isfinite(loss)
+        running += loss
+        running_n += 1
+        state.step += 1
+        progress.update(1)
+        boundary = state.step % cfg.log_every == 0 or state.step == total
+        if boundary or state.step % cfg.checkpoint_every == 0 or (cfg.eval_every and state.step % cfg.eval_every == 0):
+            if bool(nonfinite):  # checked before anything is saved, so no checkpoint holds NaN weights
+                raise _diverged(run, ckpt, state.step, cfg)
+        if boundary:
+            mean_loss = float(running / running_n)
+            progress.set_postfix(loss=f"{mean_loss:.4f}")
+            if run:
+                run.append_metrics({"step": state.step, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"]})
+            running, running_n = torch.zeros((), device=device), 0
+        if cfg.eval_every and val is not None and state.step % cfg.eval_every == 0:
+            improved = _validate(model, val, cfg, state, run)
+            if improved:
+                best_weights = copy.deepcopy(model.state_dict())
+                if run:
+                    save_checkpoint(run.file("best.safetensors"), model, state={"step": state.step})
+            elif cfg.early_stopping_patience and state.evals_without_improvement >= cfg.early_stopping_patience:
+                stop_reason = "early_stopping"
+                break
+        if state.step % cfg.checkpoint_every == 0:
+            state.train_seconds += time.perf_counter() - start
+            start = time.perf_counter()
+            checkpoint()
+    state.train_seconds += time.perf_counter() - start
+    progress.close()
+    if val is not None and not cfg.eval_every:
+        _validate(model, val, cfg, state, run)
+    elif best_weights is not None:
+        model.load_state_dict(best_weights)  # keep the weights that scored best on validation
+    checkpoint()
+    seen = state.step * cfg.batch_size
+    return {"steps": state.step, "total_steps": total, "stop_reason": stop_reason, "best_val_step": state.best_step,
+            "best_val_accuracy": state.best_score if state.best_score > -math.inf else None,
+            "train_seconds": state.train_seconds, "images_per_second": seen / max(state.train_seconds, 1e-9)}
+
+
+def _validate(model: nn.Module, val: ImageDataset, cfg: TrainConfig, state: _State, run: Run | None) -> bool:
+    metrics, _ = evaluate(model, val, cfg)
+    if run:
+        run.append_metrics({"step": state.step, "val_accuracy": metrics["accuracy"], "val_loss": metrics["log_loss"]})
+    if metrics["accuracy"] > state.best_score:
+        state.best_score, state.best_step, state.evals_without_improvement = metrics["accuracy"], state.step, 0
+        return True
+    state.evals_without_improvement += 1
+    return False
+
+
+def _diverged(run: Run | None, ckpt, step: int, cfg: TrainConfig) -> TrainingDiverged:
+    kept = f"the last good checkpoint {ckpt} is kept" if ckpt is not None and ckpt.exists() else "no checkpoint was written yet"
+    msg = (f"training diverged: the loss became NaN or infinite by step {step}; {kept}. "
+           f"Lower the learning rate (now {cfg.lr}) or check the input data.")
+    if run:
+        run.log(msg)
+    return TrainingDiverged(msg)
+
+
+def _read_weights(path) -> dict[str, torch.Tensor]:
+    from synthaug.training.checkpoint import read_checkpoint
+
+    tensors, _ = read_checkpoint(path)
+    return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="step", leave=False, dynamic_ncols=True)
