@@ -37,7 +37,7 @@ class TrainConfig:
     checkpoint_every: int = 500  # steps between checkpoints
     log_every: int = 50  # steps between loss lines in metrics.jsonl
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
-    channels_last: bool | None = None  # None: on for GPU, off for CPU
+    channels_last: bool = True  # NHWC memory layout (faster for convs on CPU and GPU alike)
     compile: bool = False  # torch.compile the model (GPU; opt-in)
     device: str = "auto"  # auto, cpu, cuda, cuda:1
     threads: int | None = None  # torch CPU threads (None: torch's default)

@@ -112,7 +112,7 @@ def evaluate(model: nn.Module, ds: ImageDataset, cfg: TrainConfig) -> tuple[dict
 
 
 def _channels_last(device: torch.device, cfg: TrainConfig) -> bool:
-    return cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+    return cfg.channels_last
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, targets: torch.Tensor,

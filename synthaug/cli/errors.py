@@ -1,0 +1,12 @@
+"""Exceptions that are the user's to fix: the CLI prints them as one line instead of a traceback."""
+
+from synthaug.classifiers.resnets import PretrainedUnavailable
+from synthaug.config import ConfigError
+from synthaug.data.base import DatasetError
+from synthaug.training.checkpoint import CheckpointError
+from synthaug.training.loop import TrainingDiverged
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError, DatasetError, CheckpointError, TrainingDiverged, PretrainedUnavailable, FileExistsError,
+    FileNotFoundError, KeyError,
+)

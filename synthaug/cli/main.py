@@ -1,0 +1,57 @@
+"""`synthaug` command line: one sub-command per module in synthaug.cli, imported only when used."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# sub-command -> module in synthaug.cli that defines add_arguments(parser) and run(args) -> int
+COMMANDS = {
+    "train": ("train", "train a classifier on a real dataset (the baseline)"),
+    "datasets": ("datasets", "list the dataset registry and what is available here"),
+    "models": ("models", "list the classifier registry"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synthaug", description="Generative data augmentation for image classification.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        mod = importlib.import_module(f"synthaug.cli.{module}")
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from synthaug import __version__
+
+        print(__version__)
+        return 0
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted; re-run with --resume to continue from the last checkpoint", file=sys.stderr)
+        return 130
+    except Exception as exc:  # known, user-facing failures print one clear line
+        from synthaug.cli.errors import USER_ERRORS
+
+        if isinstance(exc, USER_ERRORS):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""synthaug models: the classifier registry."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    from synthaug.classifiers import CLASSIFIERS
+
+    for name in CLASSIFIERS.available():
+        print(f"{name:<12} {CLASSIFIERS.describe(name)}")
+    return 0

@@ -1,0 +1,77 @@
+"""synthaug train: a classifier on a real dataset, written to a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from synthaug.cli.common import add_data_arguments, csv_list, data_overrides
+
+TRAIN_FLAGS = {  # flag dest -> TrainConfig field
+    "model": "model", "pretrained": "pretrained", "steps": "steps", "epochs": "epochs", "batch_size": "batch_size",
+    "optimizer": "optimizer", "lr": "lr", "weight_decay": "weight_decay", "schedule": "schedule",
+    "label_smoothing": "label_smoothing", "augment": "augment", "crop_padding": "crop_padding",
+    "mixup": "mixup_alpha", "cutmix": "cutmix_alpha", "tta_flip": "tta_flip", "eval_every": "eval_every",
+    "early_stopping": "early_stopping_patience", "checkpoint_every": "checkpoint_every", "precision": "precision",
+    "compile": "compile", "device": "device", "threads": "threads", "seed": "seed",
+}
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    from synthaug.classifiers import CLASSIFIERS
+
+    g = p.add_argument_group("training")
+    g.add_argument("--model", help=f"classifier: {', '.join(CLASSIFIERS.available())}")
+    g.add_argument("--pretrained", action="store_true", default=None, help="ImageNet weights (tv:/timm: models)")
+    g.add_argument("--steps", type=int, help="optimiser steps (overrides --epochs)")
+    g.add_argument("--epochs", type=float, help="passes over the training set")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--optimizer", choices=["adamw", "sgd", "rmsprop"])
+    g.add_argument("--lr", type=float, help="peak learning rate")
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--schedule", choices=["onecycle", "cosine", "constant"])
+    g.add_argument("--label-smoothing", type=float)
+    g.add_argument("--augment", type=csv_list, help="comma-separated: flip,crop,randaugment,trivialaugment,erasing (or none)")
+    g.add_argument("--crop-padding", type=int, help="pixels of random translation")
+    g.add_argument("--mixup", type=float, help="MixUp alpha (0: off)")
+    g.add_argument("--cutmix", type=float, help="CutMix alpha (0: off)")
+    g.add_argument("--tta-flip", action="store_true", default=None, help="average predictions with the mirrored image")
+    g.add_argument("--eval-every", type=int, help="steps between validation passes")
+    g.add_argument("--early-stopping", type=int, help="patience in validation passes (needs --val-fraction)")
+    g.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    g.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+    g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    g.add_argument("--device", help="auto, cpu, cuda")
+    g.add_argument("--threads", type=int, help="torch CPU threads")
+    g.add_argument("--seed", type=int, help="seed of everything random (default 0)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def train_overrides(args: argparse.Namespace) -> dict:
+    out = {field: getattr(args, dest) for dest, field in TRAIN_FLAGS.items() if getattr(args, dest, None) is not None}
+    if out.get("augment") == ["none"]:
+        out["augment"] = []
+    if getattr(args, "no_progress", False):
+        out["progress"] = False
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML with `data:` and `train:` sections; flags override it")
+    p.add_argument("--out", required=True, help="run folder to write (config.json, metrics.json, predictions.csv, ...)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    add_data_arguments(p)
+    add_train_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from synthaug.config import from_dict, load_yaml, merge
+    from synthaug.training.classify import ClassifierRunConfig, train_classifier
+
+    base = load_yaml(args.config) if args.config else {}
+    cfg = from_dict(ClassifierRunConfig, merge(base, {"data": data_overrides(args), "train": train_overrides(args)}))
+    metrics = train_classifier(cfg, args.out, resume=args.resume)
+    keys = ["accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1", "roc_auc"]
+    print(json.dumps({k: round(metrics[k], 4) if metrics.get(k) is not None else None for k in keys}))
+    print(f"run folder: {args.out}")
+    return 0
