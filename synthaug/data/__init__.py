@@ -1,6 +1,6 @@
 """Datasets: every source loads into the same uint8 ImageDataset format."""
 
-from synthaug.data import cifar, digits, fashion_mnist, folder, medmnist  # noqa: F401  (register sources)
+from synthaug.data import cifar, digits, fashion_mnist, folder, medmnist, synthetic_source  # noqa: F401  (register sources)
 from synthaug.data.base import DatasetError, DatasetSplits, ImageDataset, concat
 from synthaug.data.registry import DATASETS, DataConfig, dataset_availability, load_data, load_full, subset_train
 

@@ -32,12 +32,13 @@ def random_translate(x: torch.Tensor, padding: int, g: torch.Generator) -> torch
         return x
     n, c, h, w = x.shape
     padded = F.pad(x, (padding,) * 4, mode="reflect" if padding < min(h, w) else "replicate")
-    dy = torch.randint(0, 2 * padding + 1, (n,), generator=g).to(x.device)
-    dx = torch.randint(0, 2 * padding + 1, (n,), generator=g).to(x.device)
-    rows = (dy.view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1).expand(n, c, h, w + 2 * padding)
-    out = padded.gather(2, rows)
-    cols = (dx.view(n, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w).expand(n, c, h, w)
-    return out.gather(3, cols)
+    wp = w + 2 * padding
+    dy = torch.randint(0, 2 * padding + 1, (n, 1), generator=g)
+    dx = torch.randint(0, 2 * padding + 1, (n, 1), generator=g)
+    # One gather over the flattened padded image: pixel (i, j) of the crop is padded[dy + i, dx + j].
+    window = (torch.arange(h).view(h, 1) * wp + torch.arange(w).view(1, w)).view(1, h * w)
+    index = (window + dy * wp + dx).to(x.device).view(n, 1, h * w).expand(n, c, h * w)
+    return padded.reshape(n, c, -1).gather(2, index).view(n, c, h, w)
 
 
 def _boxes(n: int, h: int, w: int, area: torch.Tensor, g: torch.Generator, device: torch.device,

@@ -88,3 +88,15 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
 
 def load_weights(path: str | Path, model: nn.Module) -> None:
     load_checkpoint(path, model)
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None) -> None:
+    """A flat name -> tensor map as safetensors, written atomically."""
+    out = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(out, str(tmp), metadata={"synthaug": json.dumps(metadata or {})})
+
+
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    tensors, _ = read_checkpoint(path)
+    return tensors

@@ -1,0 +1,208 @@
+"""Turn a trained generator into a curated synthetic dataset: sample, filter, over-sample, store."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from synthaug.config import from_dict
+from synthaug.data import DataConfig, ImageDataset, load_data
+from synthaug.generators.base import WEIGHTS_FILE, load_generator, read_spec
+from synthaug.synthetic.filters import FilterContext, SampleFilter, parse_filter
+from synthaug.synthetic.store import write_synthetic
+from synthaug.utils import config_hash, file_digest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SynthConfig:
+    generator_run: str = ""  # folder of a trained generator (`synthaug generator fit --out`)
+    per_class: int = 1000  # images to keep per class after filtering
+    filters: list[str] = field(default_factory=list)  # e.g. confidence:tau=0.8, dedup:ratio=0.1, memorisation:ratio=0.5
+    classifier_run: str | None = None  # classifier for filters (default: train one on the generator's real data, cached)
+    oversample: float = 1.5  # candidates drawn per round, as a multiple of the images still missing
+    max_candidates: float = 10.0  # give up on a class after drawing this many x per_class candidates
+    classes: list[str] | None = None  # generate only these classes (default: all)
+    batch_size: int = 256  # images per generator call
+    export_png: bool = False  # also write png/<class>/<i>.png
+    device: str = "cpu"  # where the generator and the filter classifier run
+    seed: int = 0  # seed of the sampling noise
+
+    def __post_init__(self) -> None:
+        if not self.generator_run:
+            raise ValueError("SynthConfig.generator_run is required")
+        if self.per_class < 1:
+            raise ValueError(f"SynthConfig.per_class must be >= 1, got {self.per_class}")
+        if self.oversample < 1:
+            raise ValueError(f"SynthConfig.oversample must be >= 1, got {self.oversample}")
+        if self.max_candidates < 1:
+            raise ValueError(f"SynthConfig.max_candidates must be >= 1, got {self.max_candidates}")
+
+
+def generator_data_config(generator_run: str | Path) -> DataConfig:
+    """The DataConfig a generator was trained with (from its resolved config.json)."""
+    path = Path(generator_run) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{generator_run} has no config.json; is it a `synthaug generator fit` run folder?")
+    data = json.loads(path.read_text()).get("data")
+    if data is None:
+        raise ValueError(f"{path} records no `data` section, so the generator's real training data is unknown")
+    return from_dict(DataConfig, data)
+
+
+def filter_classifier(cfg: SynthConfig, real: ImageDataset) -> torch.nn.Module:
+    """The classifier given by --classifier-run, or one trained on the generator's real data (cached)."""
+    from synthaug.training.classify import load_classifier
+
+    if cfg.classifier_run:
+        model, spec = load_classifier(cfg.classifier_run, device=cfg.device)
+        if spec["class_names"] != real.class_names:
+            raise ValueError(f"classifier {cfg.classifier_run} knows classes {spec['class_names']}, the generator {real.class_names}")
+        return model
+    from synthaug.runs import Run
+    from synthaug.training.classify import train_on_splits
+    from synthaug.training.config import TrainConfig
+    from synthaug.data import DatasetSplits
+
+    steps = max(500, round(10 * len(real) / 128))
+    train_cfg = TrainConfig(model="small-cnn", steps=steps, batch_size=min(128, len(real)), augment=["crop"],
+                            progress=False, device=cfg.device)
+    cache = Path(cfg.generator_run) / f"filter_classifier-{config_hash([train_cfg, real.class_counts()])}"
+    if not (cache / "model.safetensors").is_file():
+        log.warning("training a filter classifier on the generator's %d real images (cached in %s)", len(real), cache)
+        run = Run(cache, resume=True)
+        run.write_config({"train": train_cfg, "purpose": "filter classifier for synthaug synth make"})
+        train_on_splits(DatasetSplits(real, real), train_cfg, run)
+    model, _ = load_classifier(cache, device=cfg.device)
+    return model
+
+
+def _draw(generator, counts: dict[int, int], seed: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    labels = torch.cat([torch.full((n,), c, dtype=torch.int64) for c, n in counts.items() if n > 0])
+    return generator.sample(labels, seed=seed, batch_size=batch_size), labels
+
+
+def make_synthetic(cfg: SynthConfig, out: str | Path) -> dict[str, Any]:
+    """Sample, filter and store; returns the manifest."""
+    from tqdm.auto import tqdm
+
+    generator = load_generator(cfg.generator_run, device=cfg.device)
+    names = generator.class_names
+    wanted = list(range(len(names))) if not cfg.classes else [names.index(c) for c in _check_classes(cfg.classes, names)]
+    filters: list[SampleFilter] = [parse_filter(f) for f in cfg.filters]
+    ctx = None
+    if filters:
+        real = load_data(generator_data_config(cfg.generator_run)).train
+        ctx = FilterContext(filter_classifier(cfg, real), real.images, real.labels)
+    pool_images, pool_labels = [], []
+    pool_scores: dict[str, list[np.ndarray]] = {f.name: [] for f in filters}
+    generated = {c: 0 for c in wanted}
+    kept_mask = np.zeros(0, dtype=bool)
+    bar = tqdm(total=cfg.per_class * len(wanted), desc="synth", unit="img", leave=False)
+    for round_ in range(1000):
+        kept_per = _kept_counts(kept_mask, pool_labels, wanted)
+        need = {c: cfg.per_class - kept_per[c] for c in wanted}
+        budget = {c: int(cfg.max_candidates * cfg.per_class) - generated[c] for c in wanted}
+        counts = {c: min(math.ceil(need[c] * cfg.oversample) if filters else need[c], budget[c]) for c in wanted if need[c] > 0}
+        counts = {c: n for c, n in counts.items() if n > 0}
+        if not counts:
+            break
+        images, labels = _draw(generator, counts, seed=cfg.seed * 1_000_003 + round_, batch_size=cfg.batch_size)
+        for c, n in counts.items():
+            generated[c] += n
+        pool_images.append(images)
+        pool_labels.append(labels)
+        for f in filters:
+            pool_scores[f.name].append(f.score(images, labels, ctx))
+        kept_mask = _apply(filters, pool_scores, torch.cat(pool_labels))
+        bar.n = sum(min(cfg.per_class, k) for k in _kept_counts(kept_mask, pool_labels, wanted).values())
+        bar.refresh()
+    bar.close()
+    all_images, all_labels = torch.cat(pool_images), torch.cat(pool_labels)
+    final = _first_per_class(kept_mask, all_labels, wanted, cfg.per_class, filters, pool_scores)
+    ds = _as_dataset(all_images, all_labels, final, names, wanted, filters, pool_scores)
+    manifest = _manifest(cfg, generator, names, wanted, generated, all_labels, kept_mask, filters, pool_scores, ds)
+    for c in wanted:
+        if manifest["kept_per_class"][names[c]] < cfg.per_class:
+            log.warning("class %r: only %d of %d images passed the filters after %d candidates",
+                        names[c], manifest["kept_per_class"][names[c]], cfg.per_class, generated[c])
+    write_synthetic(ds, out, manifest, export_png=cfg.export_png)
+    return manifest
+
+
+def _check_classes(classes: list[str], names: list[str]) -> list[str]:
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        raise KeyError(f"unknown class(es) {unknown}; the generator knows {names}")
+    return classes
+
+
+def _kept_counts(mask: np.ndarray, pool_labels: list[torch.Tensor], wanted: list[int]) -> dict[int, int]:
+    if not pool_labels:
+        return {c: 0 for c in wanted}
+    labels = torch.cat(pool_labels).numpy()
+    return {c: int((mask & (labels == c)).sum()) for c in wanted}
+
+
+def _apply(filters: list[SampleFilter], scores: dict[str, list[np.ndarray]], labels: torch.Tensor) -> np.ndarray:
+    mask = np.ones(len(labels), dtype=bool)
+    for f in filters:
+        mask &= f.keep(np.concatenate(scores[f.name]), labels)
+    return mask
+
+
+def _first_per_class(mask, labels, wanted, per_class, filters, scores) -> np.ndarray:
+    """Indices of the kept images: per class the first `per_class` (in generation order), or the
+    best by confidence when the confidence filter runs in top-k mode."""
+    conf = next((f for f in filters if f.name == "confidence" and getattr(f, "top_k", None)), None)
+    out = []
+    for c in wanted:
+        idx = np.flatnonzero(mask & (labels.numpy() == c))
+        if conf is not None:
+            idx = idx[np.argsort(-np.concatenate(scores["confidence"])[idx], kind="stable")]
+        out.append(idx[:per_class])
+    return np.sort(np.concatenate(out)) if out else np.zeros(0, dtype=np.int64)
+
+
+def _as_dataset(images, labels, final, names, wanted, filters, scores) -> ImageDataset:
+    idx = torch.as_tensor(final, dtype=torch.int64)
+    per_sample = {}
+    for f in filters:
+        s = np.concatenate(scores[f.name])
+        if s.ndim == 1 and f.name != "dedup":
+            per_sample[f.name] = torch.as_tensor(s[final], dtype=torch.float32)
+    return ImageDataset(images[idx], labels[idx], list(names), name="synthetic", scores=per_sample)
+
+
+def _manifest(cfg, generator, names, wanted, generated, labels, kept_mask, filters, scores, ds) -> dict[str, Any]:
+    lab = labels.numpy()
+    filter_rows = []
+    for f in filters:
+        alone = f.keep(np.concatenate(scores[f.name]), labels)
+        filter_rows.append({"name": f.name, "settings": f.settings(),
+                            "keep_rate_per_class": {names[c]: float(alone[lab == c].mean()) if (lab == c).any() else None
+                                                    for c in wanted}})
+    counts = ds.class_counts()
+    spec = read_spec(cfg.generator_run)
+    return {
+        "generator": {"name": generator.name, "run": str(Path(cfg.generator_run).resolve()),
+                      "config_hash": config_hash(spec["config"]),
+                      "checkpoint_digest": file_digest(Path(cfg.generator_run) / WEIGHTS_FILE, 64)},
+        "seed": cfg.seed,
+        "config": cfg,
+        "requested_per_class": {names[c]: cfg.per_class for c in wanted},
+        "generated_per_class": {names[c]: generated[c] for c in wanted},
+        "passed_filters_per_class": {names[c]: int((kept_mask & (lab == c)).sum()) for c in wanted},
+        "kept_per_class": {names[c]: counts[c] for c in wanted},
+        "keep_rate_per_class": {names[c]: (int((kept_mask & (lab == c)).sum()) / generated[c]) if generated[c] else None
+                                for c in wanted},
+        "filters": filter_rows,
+    }
