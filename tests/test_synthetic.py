@@ -1,0 +1,110 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from synthaug.data import DataConfig, DatasetError, ImageDataset, load_data
+from synthaug.synthetic import FilterContext, parse_filter, read_manifest, read_synthetic, write_synthetic
+from synthaug.synthetic.filters import _nearest_distances
+
+
+def _ds(n=12, with_scores=True):
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(n, 1, 8, 8, generator=g) * 255).to(torch.uint8)
+    labels = torch.arange(n) % 3
+    scores = {"confidence": torch.linspace(0, 1, n)} if with_scores else {}
+    return ImageDataset(images, labels, ["a", "b", "c"], name="syn", scores=scores)
+
+
+def test_manifest_and_shards_round_trip(tmp_path, monkeypatch):
+    import synthaug.synthetic.store as store
+
+    monkeypatch.setattr(store, "SHARD_SIZE", 5)  # force several shards
+    ds = _ds()
+    write_synthetic(ds, tmp_path / "syn", {"generator": {"name": "test"}, "seed": 3}, export_png=True)
+    manifest = read_manifest(tmp_path / "syn")
+    assert manifest["total"] == 12 and len(manifest["shards"]) == 3 and manifest["seed"] == 3
+    assert manifest["counts"] == [4, 4, 4] and manifest["class_names"] == ["a", "b", "c"]
+    back = read_synthetic(tmp_path / "syn")
+    assert torch.equal(back.images, ds.images) and torch.equal(back.labels, ds.labels)
+    assert torch.allclose(back.scores["confidence"], ds.scores["confidence"])
+    assert len(list((tmp_path / "syn" / "png" / "a").glob("*.png"))) == 4
+    assert not list(tmp_path.glob(".syn*"))  # no staging folder left behind
+
+
+def test_rewrite_replaces_atomically(tmp_path):
+    write_synthetic(_ds(12), tmp_path / "syn", {})
+    write_synthetic(_ds(6), tmp_path / "syn", {})
+    assert len(read_synthetic(tmp_path / "syn")) == 6
+
+
+def test_corrupt_or_truncated_shard_names_the_file(tmp_path):
+    write_synthetic(_ds(), tmp_path / "syn", {})
+    shard = tmp_path / "syn" / "shard_00000.safetensors"
+    shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(DatasetError, match="shard_00000.safetensors is corrupt or truncated"):
+        read_synthetic(tmp_path / "syn")
+    with pytest.raises(DatasetError, match="shard_00000.safetensors"):
+        read_synthetic(tmp_path / "syn", verify=False)
+    with pytest.raises(DatasetError, match="manifest.json is missing"):
+        read_synthetic(tmp_path / "nothing")
+
+
+class _IdentityClassifier(torch.nn.Module):
+    """Features = flattened pixels; logits = a fixed linear map, so filters see known numbers."""
+
+    def __init__(self, weights):
+        super().__init__()
+        self.w = torch.nn.Parameter(weights, requires_grad=False)
+
+    def features(self, x):
+        return x.float().flatten(1)
+
+    def forward(self, x):
+        return self.features(x) @ self.w
+
+
+def test_confidence_filter_threshold_and_top_k():
+    # 2 classes, 1x1x2 "images": logit of class c is the pixel value c.
+    images = torch.tensor([[250, 0], [0, 250], [10, 0], [120, 130]], dtype=torch.uint8).view(4, 1, 1, 2)
+    labels = torch.tensor([0, 0, 1, 1])
+    ctx = FilterContext(_IdentityClassifier(torch.eye(2) * 0.1), images, labels)
+    f = parse_filter("confidence:tau=0.9")
+    scores = f.score(images, labels, ctx)
+    assert scores[0] > 0.99 and scores[1] < 0.01 and scores[2] < 0.5
+    assert f.keep(scores, labels).tolist() == [True, False, False, False]
+    top = parse_filter("confidence:top_k=1")
+    assert top.keep(top.score(images, labels, ctx), labels).tolist() == [True, False, False, True]
+
+
+def test_memorisation_and_dedup_filters():
+    real = torch.tensor([[0], [100], [200], [250]], dtype=torch.uint8).view(4, 1, 1, 1)
+    ctx = FilterContext(_IdentityClassifier(torch.ones(1, 2)), real, torch.zeros(4, dtype=torch.long))
+    # real-to-real nearest distances 100, 100, 50, 50: median 75; ratio 0.5 -> threshold 37.5
+    candidates = torch.tensor([[2], [150], [199], [60]], dtype=torch.uint8).view(4, 1, 1, 1)
+    labels = torch.zeros(4, dtype=torch.long)
+    mem = parse_filter("memorisation:ratio=0.5")
+    assert mem.keep(mem.score(candidates, labels, ctx), labels).tolist() == [False, True, False, True]
+    assert mem.settings()["threshold"] == pytest.approx(37.5)
+    dups = torch.tensor([[10], [11], [90], [12], [91]], dtype=torch.uint8).view(5, 1, 1, 1)
+    d = parse_filter("dedup:ratio=0.1")  # threshold 7.5 pixels
+    assert d.keep(d.score(dups, torch.zeros(5, dtype=torch.long), ctx), torch.zeros(5, dtype=torch.long)).tolist() == [
+        True, False, True, False, False]
+
+
+def test_nearest_distances_match_scipy():
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(50, 7)), rng.normal(size=(30, 7))
+    assert np.allclose(_nearest_distances(a, b, chunk=16), cdist(a, b).min(1))
+    self_d = cdist(a, a) + np.diag(np.full(50, np.inf))
+    assert np.allclose(_nearest_distances(a, a, exclude_self=True, chunk=16), self_d.min(1))
+
+
+def test_parse_filter_errors():
+    with pytest.raises(KeyError, match="unknown filter 'sharpness'"):
+        parse_filter("sharpness")
+    with pytest.raises(ValueError, match="key=value"):
+        parse_filter("confidence:0.5")
