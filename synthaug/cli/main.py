@@ -12,6 +12,9 @@ COMMANDS = {
     "train": ("train", "train a classifier on a real dataset (the baseline)"),
     "datasets": ("datasets", "list the dataset registry and what is available here"),
     "models": ("models", "list the classifier registry"),
+    "generator": ("generator", "train and sample class-conditional generators"),
+    "synth": ("synth", "make curated synthetic datasets and evaluate them"),
+    "run": ("run", "run an experiment config: baseline vs augmented over seeds, statistics, report"),
 }
 
 

@@ -31,6 +31,7 @@ class SynthConfig:
     oversample: float = 1.5  # candidates drawn per round, as a multiple of the images still missing
     max_candidates: float = 10.0  # give up on a class after drawing this many x per_class candidates
     classes: list[str] | None = None  # generate only these classes (default: all)
+    counts: dict[str, int] | None = None  # per-class targets overriding per_class (e.g. to rebalance a dataset)
     batch_size: int = 256  # images per generator call
     export_png: bool = False  # also write png/<class>/<i>.png
     device: str = "cpu"  # where the generator and the filter classifier run
@@ -90,27 +91,32 @@ def _draw(generator, counts: dict[int, int], seed: int, batch_size: int) -> tupl
     return generator.sample(labels, seed=seed, batch_size=batch_size), labels
 
 
-def make_synthetic(cfg: SynthConfig, out: str | Path) -> dict[str, Any]:
-    """Sample, filter and store; returns the manifest."""
+def make_synthetic(cfg: SynthConfig, out: str | Path, real: ImageDataset | None = None) -> dict[str, Any]:
+    """Sample, filter and store; returns the manifest. `real` (the generator's real training data) is
+    re-loaded from the generator's config when not given."""
     from tqdm.auto import tqdm
 
     generator = load_generator(cfg.generator_run, device=cfg.device)
     names = generator.class_names
     wanted = list(range(len(names))) if not cfg.classes else [names.index(c) for c in _check_classes(cfg.classes, names)]
+    if cfg.counts:
+        _check_classes(list(cfg.counts), names)
+        wanted = [c for c in wanted if cfg.counts.get(names[c], cfg.per_class) > 0]
+    target = {c: (cfg.counts or {}).get(names[c], cfg.per_class) for c in wanted}
     filters: list[SampleFilter] = [parse_filter(f) for f in cfg.filters]
     ctx = None
     if filters:
-        real = load_data(generator_data_config(cfg.generator_run)).train
+        real = real if real is not None else load_data(generator_data_config(cfg.generator_run)).train
         ctx = FilterContext(filter_classifier(cfg, real), real.images, real.labels)
     pool_images, pool_labels = [], []
     pool_scores: dict[str, list[np.ndarray]] = {f.name: [] for f in filters}
     generated = {c: 0 for c in wanted}
     kept_mask = np.zeros(0, dtype=bool)
-    bar = tqdm(total=cfg.per_class * len(wanted), desc="synth", unit="img", leave=False)
+    bar = tqdm(total=sum(target.values()), desc="synth", unit="img", leave=False)
     for round_ in range(1000):
         kept_per = _kept_counts(kept_mask, pool_labels, wanted)
-        need = {c: cfg.per_class - kept_per[c] for c in wanted}
-        budget = {c: int(cfg.max_candidates * cfg.per_class) - generated[c] for c in wanted}
+        need = {c: target[c] - kept_per[c] for c in wanted}
+        budget = {c: math.ceil(cfg.max_candidates * target[c]) - generated[c] for c in wanted}
         counts = {c: min(math.ceil(need[c] * cfg.oversample) if filters else need[c], budget[c]) for c in wanted if need[c] > 0}
         counts = {c: n for c, n in counts.items() if n > 0}
         if not counts:
@@ -123,17 +129,17 @@ def make_synthetic(cfg: SynthConfig, out: str | Path) -> dict[str, Any]:
         for f in filters:
             pool_scores[f.name].append(f.score(images, labels, ctx))
         kept_mask = _apply(filters, pool_scores, torch.cat(pool_labels))
-        bar.n = sum(min(cfg.per_class, k) for k in _kept_counts(kept_mask, pool_labels, wanted).values())
+        bar.n = sum(min(target[c], k) for c, k in _kept_counts(kept_mask, pool_labels, wanted).items())
         bar.refresh()
     bar.close()
     all_images, all_labels = torch.cat(pool_images), torch.cat(pool_labels)
-    final = _first_per_class(kept_mask, all_labels, wanted, cfg.per_class, filters, pool_scores)
+    final = _first_per_class(kept_mask, all_labels, target, filters, pool_scores)
     ds = _as_dataset(all_images, all_labels, final, names, wanted, filters, pool_scores)
-    manifest = _manifest(cfg, generator, names, wanted, generated, all_labels, kept_mask, filters, pool_scores, ds)
+    manifest = _manifest(cfg, generator, names, target, generated, all_labels, kept_mask, filters, pool_scores, ds)
     for c in wanted:
-        if manifest["kept_per_class"][names[c]] < cfg.per_class:
+        if manifest["kept_per_class"][names[c]] < target[c]:
             log.warning("class %r: only %d of %d images passed the filters after %d candidates",
-                        names[c], manifest["kept_per_class"][names[c]], cfg.per_class, generated[c])
+                        names[c], manifest["kept_per_class"][names[c]], target[c], generated[c])
     write_synthetic(ds, out, manifest, export_png=cfg.export_png)
     return manifest
 
@@ -159,12 +165,12 @@ def _apply(filters: list[SampleFilter], scores: dict[str, list[np.ndarray]], lab
     return mask
 
 
-def _first_per_class(mask, labels, wanted, per_class, filters, scores) -> np.ndarray:
+def _first_per_class(mask, labels, target: dict[int, int], filters, scores) -> np.ndarray:
     """Indices of the kept images: per class the first `per_class` (in generation order), or the
     best by confidence when the confidence filter runs in top-k mode."""
     conf = next((f for f in filters if f.name == "confidence" and getattr(f, "top_k", None)), None)
     out = []
-    for c in wanted:
+    for c, per_class in target.items():
         idx = np.flatnonzero(mask & (labels.numpy() == c))
         if conf is not None:
             idx = idx[np.argsort(-np.concatenate(scores["confidence"])[idx], kind="stable")]
@@ -182,8 +188,9 @@ def _as_dataset(images, labels, final, names, wanted, filters, scores) -> ImageD
     return ImageDataset(images[idx], labels[idx], list(names), name="synthetic", scores=per_sample)
 
 
-def _manifest(cfg, generator, names, wanted, generated, labels, kept_mask, filters, scores, ds) -> dict[str, Any]:
+def _manifest(cfg, generator, names, target, generated, labels, kept_mask, filters, scores, ds) -> dict[str, Any]:
     lab = labels.numpy()
+    wanted = list(target)
     filter_rows = []
     for f in filters:
         alone = f.keep(np.concatenate(scores[f.name]), labels)
@@ -198,7 +205,7 @@ def _manifest(cfg, generator, names, wanted, generated, labels, kept_mask, filte
                       "checkpoint_digest": file_digest(Path(cfg.generator_run) / WEIGHTS_FILE, 64)},
         "seed": cfg.seed,
         "config": cfg,
-        "requested_per_class": {names[c]: cfg.per_class for c in wanted},
+        "requested_per_class": {names[c]: target[c] for c in wanted},
         "generated_per_class": {names[c]: generated[c] for c in wanted},
         "passed_filters_per_class": {names[c]: int((kept_mask & (lab == c)).sum()) for c in wanted},
         "kept_per_class": {names[c]: counts[c] for c in wanted},

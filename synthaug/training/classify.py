@@ -67,9 +67,14 @@ def write_predictions(path: Path, probs: np.ndarray, y_true: np.ndarray, class_n
 
 def train_on_splits(splits: DatasetSplits, cfg: TrainConfig, run: Run, synthetic: ImageDataset | None = None,
                     p_real: float | None = None, resume: bool = False, test_sets: dict[str, ImageDataset] | None = None,
-                    ) -> dict[str, Any]:
-    """Train on splits.train (+ synthetic), evaluate on splits.test, write metrics, predictions and plots."""
+                    init_from: str | Path | None = None) -> dict[str, Any]:
+    """Train on splits.train (+ synthetic), evaluate on splits.test, write metrics, predictions and plots.
+
+    `init_from` starts from another run's weights (e.g. pre-trained on synthetic images, then fine-tuned on real).
+    """
     model = new_classifier(splits.train, cfg)
+    if init_from is not None:
+        load_checkpoint(Path(init_from) / MODEL_FILE, model)
     summary = fit(model, TrainData(splits.train, synthetic, p_real), cfg, run, val=splits.val, resume=resume)
     save_classifier(model, run, cfg, splits.train)
     metrics, probs = evaluate(model, splits.test, cfg)

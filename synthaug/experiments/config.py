@@ -1,0 +1,90 @@
+"""ExperimentConfig: one YAML file answers "does synthetic data help, by how much, with which recipe?"."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from synthaug.data import DataConfig
+from synthaug.training.config import TrainConfig
+
+KINDS = ("compare", "transfer", "p-real", "data-efficiency", "optimizers", "imbalance")
+STRATEGIES = ("add", "p_real", "synthetic-only", "pretrain-finetune")
+
+
+@dataclass
+class GeneratorSpec:
+    name: str = "cgan"  # label used in reports and arm names
+    generator: str = "cgan"  # generator registry key
+    config: dict[str, Any] = field(default_factory=dict)  # overrides of the generator's Config dataclass
+
+
+@dataclass
+class SyntheticSpec:
+    per_class: int = 500  # synthetic images per class kept after filtering
+    filters: list[str] = field(default_factory=list)  # e.g. confidence:tau=0.5
+    oversample: float = 1.5  # candidates per round as a multiple of what is missing
+    batch_size: int = 256  # images per generator call
+
+
+@dataclass
+class MixSpec:
+    strategy: Literal["add", "p_real", "synthetic-only", "pretrain-finetune"] = "add"
+    p_real: float = 0.5  # share of real images per batch for strategy p_real
+    synthetic_label_smoothing: float | None = None  # soft labels on synthetic images (None: as real)
+    finetune_fraction: float = 0.3  # pretrain-finetune: share of steps spent fine-tuning on real images only
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"MixSpec.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if not 0 <= self.p_real <= 1:
+            raise ValueError(f"MixSpec.p_real must be in [0, 1], got {self.p_real}")
+        if not 0 < self.finetune_fraction < 1:
+            raise ValueError(f"MixSpec.finetune_fraction must be in (0, 1), got {self.finetune_fraction}")
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"  # names the results
+    kinds: list[str] = field(default_factory=lambda: ["compare"])  # compare, transfer, p-real, data-efficiency, optimizers, imbalance
+    data: DataConfig = field(default_factory=DataConfig)  # dataset and low-data / imbalance regime
+    fallback_data: DataConfig | None = None  # used (with a notice) when `data` cannot be loaded here
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # every arm runs on the same seeds
+    vary_subset: bool = True  # re-draw the labelled subset (and re-fit generators) per seed; false: data.seed for all
+    classifier: TrainConfig = field(default_factory=TrainConfig)  # the strong baseline's recipe (its augmentation included)
+    plain_augment: list[str] = field(default_factory=list)  # augmentation of the weak "real, no augmentation" arm
+    generators: list[GeneratorSpec] = field(default_factory=list)
+    synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
+    mix: MixSpec = field(default_factory=MixSpec)
+    p_real_values: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])  # p-real sweep
+    p_real_generators: list[str] | None = None  # generators in the p-real sweep (default: all)
+    budgets: list[int] = field(default_factory=lambda: [5, 10, 20, 50, 100])  # data-efficiency: real images per class
+    optimizers: list[str] = field(default_factory=lambda: ["adam", "rmsprop"])  # optimizers kind: GAN optimisers compared
+    evaluator: TrainConfig | None = None  # classifier trained on the FULL real training set, used only as feature
+    #   extractor for FID / KID / IS / precision-recall (never for training arms); None: classifier recipe, 10 epochs
+    alpha: float = 0.05  # significance level of the paired tests
+    device: str = "auto"  # auto, cpu, cuda
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.kinds if k not in KINDS]
+        if unknown:
+            raise ValueError(f"ExperimentConfig.kinds: unknown {unknown}; choose from {', '.join(KINDS)}")
+        if not self.seeds:
+            raise ValueError("ExperimentConfig.seeds must name at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"ExperimentConfig.seeds has duplicates: {self.seeds}")
+        needs_generator = {"compare", "transfer", "p-real", "data-efficiency", "imbalance"} & set(self.kinds)
+        if needs_generator - {"compare"} and not self.generators:
+            raise ValueError(f"ExperimentConfig: kinds {sorted(needs_generator)} need at least one entry in `generators`")
+        names = [g.name for g in self.generators]
+        if len(set(names)) != len(names):
+            raise ValueError(f"ExperimentConfig.generators: names must be unique, got {names}")
+        if "optimizers" in self.kinds and not any(g.generator == "cgan" for g in self.generators):
+            raise ValueError("ExperimentConfig: the optimizers kind compares GAN optimisers and needs a cgan generator")
+        for p in self.p_real_values:
+            if not 0 <= p <= 1:
+                raise ValueError(f"ExperimentConfig.p_real_values: {p} is not in [0, 1]")
+        if "imbalance" in self.kinds and self.data.imbalance_ratio is None and self.data.class_counts is None:
+            raise ValueError("ExperimentConfig: the imbalance kind needs data.imbalance_ratio or data.class_counts")
+        if any(b < 1 for b in self.budgets):
+            raise ValueError(f"ExperimentConfig.budgets must be >= 1, got {self.budgets}")

@@ -1,0 +1,20 @@
+"""Evaluate a finished classifier run on another test set (e.g. a synthetic one), without retraining."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from synthaug.data import ImageDataset
+from synthaug.training.config import TrainConfig
+from synthaug.training.loop import evaluate
+
+
+def evaluate_run(run_dir: str | Path, test: ImageDataset, device: str = "cpu") -> dict[str, Any]:
+    from synthaug.training.classify import load_classifier
+
+    model, spec = load_classifier(run_dir, device=device)
+    if spec["class_names"] != test.class_names:
+        raise ValueError(f"{run_dir} was trained on classes {spec['class_names']}, the test set has {test.class_names}")
+    metrics, _ = evaluate(model, test, TrainConfig(device=device, progress=False))
+    return metrics

@@ -1,0 +1,180 @@
+"""Experiment kinds (one registry): each runs its arms over the seeds and records tidy rows.
+
+Arm names are what the report prints. Every kind has a baseline arm so that the statistics can pair
+each arm with it seed by seed (see BASELINES).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from synthaug.data import ImageDataset
+from synthaug.experiments.context import Experiment
+from synthaug.registry import Registry
+
+KINDS: Registry[Callable[[Experiment], None]] = Registry("experiment kind")
+BASELINE = "real + classical augmentation (baseline)"
+PLAIN = "real, no augmentation"
+BASELINES = {"compare": BASELINE, "p-real": BASELINE, "imbalance": BASELINE, "transfer": "train real / test real"}
+
+
+def _strategy_arm(exp: Experiment, name: str) -> str:
+    return f"real + classical + {name} ({exp.cfg.mix.strategy})"
+
+
+@KINDS.register("compare")
+def compare(exp: Experiment) -> None:
+    """Real without augmentation, the strong classical baseline, and real + synthetic per generator."""
+    from synthaug.experiments.quality import record_quality
+
+    for seed in exp.cfg.seeds:
+        splits = exp.splits(seed)
+        from synthaug.experiments import steps
+
+        _, plain = steps.train_classifier(exp.cache, "plain", splits, exp.plain_cfg(seed, len(splits.train)))
+        exp.record("compare", PLAIN, seed, plain)
+        _, base = exp.train_baseline(seed, splits)
+        exp.record("compare", BASELINE, seed, base)
+        exp.keep_confusion("compare", BASELINE, base)
+        for spec in exp.cfg.generators:
+            gen_dir = exp.generator(spec, seed, splits)
+            synthetic = exp.synthetic(spec, seed, splits, gen_dir)
+            arm = _strategy_arm(exp, spec.name)
+            _, metrics = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-{exp.cfg.mix.strategy}")
+            exp.record("compare", arm, seed, metrics)
+            exp.keep_confusion("compare", arm, metrics)
+            record_quality(exp, spec.name, seed, splits, synthetic)
+
+
+@KINDS.register("p-real")
+def p_real(exp: Experiment) -> None:
+    """Accuracy against the share of real images per batch (p_real=1: the baseline; 0: synthetic only)."""
+    chosen = exp.cfg.p_real_generators or [g.name for g in exp.cfg.generators]
+    for seed in exp.cfg.seeds:
+        splits = exp.splits(seed)
+        _, base = exp.train_baseline(seed, splits)
+        exp.record("p-real", BASELINE, seed, base)
+        for spec in (g for g in exp.cfg.generators if g.name in chosen):
+            gen_dir = exp.generator(spec, seed, splits)
+            synthetic = exp.synthetic(spec, seed, splits, gen_dir)
+            for p in exp.cfg.p_real_values:
+                if p == 1.0:
+                    metrics = base  # all-real batches are exactly the baseline arm
+                else:
+                    _, metrics = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-p{p:g}", strategy="p_real", p_real=p)
+                exp.record("p-real", f"{spec.name} p_real={p:g}", seed, metrics)
+
+
+@KINDS.register("transfer")
+def transfer(exp: Experiment) -> None:
+    """Train on synthetic / test on real (TSTR), the reverse (TRTS), and mixed, with confusion matrices."""
+    from synthaug.experiments.evaluate import evaluate_run
+
+    for seed in exp.cfg.seeds:
+        splits = exp.splits(seed)
+        base_dir, base = exp.train_baseline(seed, splits)
+        exp.record("transfer", "train real / test real", seed, base)
+        exp.keep_confusion("transfer", "train real / test real", base)
+        for spec in exp.cfg.generators:
+            gen_dir = exp.generator(spec, seed, splits)
+            synthetic = exp.synthetic(spec, seed, splits, gen_dir)
+            # A second synthetic set, sampled with another seed, serves as the synthetic *test* set.
+            held_out = exp.synthetic(spec, seed, splits, gen_dir, sample_seed=10_000 + seed, label=f"{spec.name}-test")
+            arms = {f"train real / test {spec.name}": (base_dir, held_out)}
+            syn_dir, tstr = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-synthetic-only", strategy="synthetic-only")
+            arms[f"train {spec.name} / test real (TSTR)"] = (syn_dir, None)
+            arms[f"train {spec.name} / test {spec.name}"] = (syn_dir, held_out)
+            mix_dir, _ = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-add", strategy="add")
+            arms[f"train real+{spec.name} / test real"] = (mix_dir, None)
+            arms[f"train real+{spec.name} / test {spec.name}"] = (mix_dir, held_out)
+            for arm, (run_dir, test) in arms.items():
+                metrics = evaluate_run(run_dir, test if test is not None else splits.test)
+                exp.record("transfer", arm, seed, metrics)
+                exp.keep_confusion("transfer", arm, metrics)
+
+
+@KINDS.register("data-efficiency")
+def data_efficiency(exp: Experiment) -> None:
+    """Baseline and augmented accuracy over real-label budgets (images per class)."""
+    for budget in exp.cfg.budgets:
+        for seed in exp.cfg.seeds:
+            splits = exp.splits(seed, per_class=budget, fraction=None, class_counts=None)
+            _, base = exp.train_baseline(seed, splits, label=f"baseline-{budget}")
+            exp.record("data-efficiency", f"baseline@{budget}", seed, base)
+            for spec in exp.cfg.generators:
+                gen_dir = exp.generator(spec, seed, splits, data_overrides={"per_class": budget, "fraction": None,
+                                                                            "class_counts": None}, label=f"{spec.name}-{budget}")
+                synthetic = exp.synthetic(spec, seed, splits, gen_dir, label=f"{spec.name}-{budget}")
+                _, metrics = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-{budget}")
+                exp.record("data-efficiency", f"{spec.name}@{budget}", seed, metrics)
+
+
+@KINDS.register("optimizers")
+def optimizers(exp: Experiment) -> None:
+    """The GAN trained with each optimiser: CAS, FID / KID / precision-recall, loss stability, time."""
+    from synthaug.experiments.quality import generator_loss_stats, record_quality
+
+    spec = next(g for g in exp.cfg.generators if g.generator == "cgan")
+    for seed in exp.cfg.seeds:
+        splits = exp.splits(seed)
+        for opt in exp.cfg.optimizers:
+            label = f"{spec.name}-{opt}"
+            gen_dir = exp.generator(spec, seed, splits, gen_overrides={"optimizer": opt}, label=label)
+            synthetic = exp.synthetic(spec, seed, splits, gen_dir, label=label)
+            _, tstr = exp.train_with_synthetic(seed, splits, synthetic, f"{label}-synthetic-only", strategy="synthetic-only")
+            exp.add_row("optimizers", label, seed, "cas", tstr["accuracy"])
+            record_quality(exp, label, seed, splits, synthetic, experiment="optimizers")
+            for metric, value in generator_loss_stats(gen_dir).items():
+                exp.add_row("optimizers", label, seed, metric, value)
+            info = exp.artefacts["generators"][label][str(seed)]
+            exp.add_row("optimizers", label, seed, "train_seconds", info["seconds"])
+
+
+def _minority(train: ImageDataset, names: list[str] | None) -> list[str]:
+    if names:
+        return list(names)
+    counts = train.class_counts()
+    return [n for n, c in zip(train.class_names, counts) if c < 0.5 * max(counts)]
+
+
+@KINDS.register("imbalance")
+def imbalance(exp: Experiment) -> None:
+    """Rebalancing minority classes with synthetic images vs random oversampling of the real ones."""
+    for seed in exp.cfg.seeds:
+        splits = exp.splits(seed)
+        counts = splits.train.class_counts()
+        minority = _minority(splits.train, exp.data.minority_classes)
+        top = max(counts)
+        missing = {name: top - n for name, n in zip(splits.train.class_names, counts)}
+        arms = {BASELINE: exp.train_baseline(seed, splits)[1]}
+        if not any(missing.values()):
+            raise ValueError("the imbalance kind needs an imbalanced training set: set data.imbalance_ratio or data.class_counts")
+        arms["real + random oversampling"] = exp.train_with_synthetic(seed, splits, _oversample(splits.train, missing, seed),
+                                                                      "oversampling", strategy="add")[1]
+        for spec in exp.cfg.generators:
+            gen_dir = exp.generator(spec, seed, splits)
+            synthetic = exp.synthetic(spec, seed, splits, gen_dir, counts={k: v for k, v in missing.items() if v > 0},
+                                      label=f"{spec.name}-rebalance")
+            arms[f"real + {spec.name} rebalancing"] = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-rebalance",
+                                                                               strategy="add")[1]
+        for arm, metrics in arms.items():
+            exp.record("imbalance", arm, seed, metrics)
+            exp.keep_confusion("imbalance", arm, metrics)
+            recalls = [metrics["per_class"][n]["recall"] for n in minority]
+            if recalls:
+                exp.add_row("imbalance", arm, seed, "minority_recall", sum(recalls) / len(recalls))
+
+
+def _oversample(train: ImageDataset, missing: dict[str, int], seed: int) -> ImageDataset:
+    """Copies of real images (drawn with replacement) that bring every class up to the largest."""
+    g = torch.Generator().manual_seed(seed)
+    picks = []
+    for k, name in enumerate(train.class_names):
+        idx = (train.labels == k).nonzero().squeeze(1)
+        if missing[name] > 0:
+            picks.append(idx[torch.randint(len(idx), (missing[name],), generator=g)])
+    ds = train.subset(torch.cat(picks) if picks else torch.zeros(0, dtype=torch.long), name="oversampled")
+    ds.provenance = {**ds.provenance, "path": f"oversampled-{seed}-{sum(missing.values())}"}
+    return ds

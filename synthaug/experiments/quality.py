@@ -1,0 +1,121 @@
+"""Synthetic-set quality inside an experiment: features from an evaluator classifier, then FID & co.
+
+The evaluator is a classifier trained on the FULL real training set. It is used only to measure (as
+InceptionV3 would be), never to train an arm, so the low-data arms see no extra labels.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from synthaug.data import DatasetSplits, ImageDataset, load_data
+from synthaug.experiments import steps
+from synthaug.experiments.context import Experiment
+
+MAX_PER_SET = 2000  # features per set for the quality metrics (MMD permutations are quadratic)
+
+
+def evaluator(exp: Experiment) -> torch.nn.Module:
+    if getattr(exp, "_evaluator", None) is None:
+        from synthaug.training.classify import load_classifier
+
+        data_cfg = replace(exp.data, per_class=None, fraction=None, class_counts=None, imbalance_ratio=None,
+                           minority_classes=None, val_fraction=0.0, seed=0)
+        full = load_data(data_cfg)
+        cfg = exp.cfg.evaluator or replace(exp.cfg.classifier, steps=None, epochs=3.0, tta_flip=False)
+        cfg = replace(cfg, device=exp.cfg.device, progress=False, seed=0)
+        folder, metrics = steps.train_classifier(exp.cache, "evaluator", full, cfg)
+        exp.artefacts["evaluator"] = {"dir": str(folder), "accuracy": metrics["accuracy"], "model": cfg.model}
+        exp._evaluator, _ = load_classifier(folder)
+        exp._features: dict[str, np.ndarray] = {}
+    return exp._evaluator
+
+
+@torch.no_grad()
+def _features(model: torch.nn.Module, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    feats, probs = [], []
+    for chunk in images.split(512):
+        feats.append(model.features(chunk).double())
+        probs.append(model(chunk).double().softmax(1))
+    return torch.cat(feats).numpy(), torch.cat(probs).numpy()
+
+
+def _subsample(ds: ImageDataset, n: int, seed: int) -> ImageDataset:
+    if len(ds) <= n:
+        return ds
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return ds.subset(idx)
+
+
+def quality_metrics(real_test: np.ndarray, real_train: np.ndarray, synthetic: np.ndarray, synthetic_probs: np.ndarray,
+                    seed: int) -> dict[str, float]:
+    from synthaug import metrics as M
+
+    out: dict[str, float] = {"fid": M.fid_from_features(real_test, synthetic)}
+    kid = M.kid(real_test, synthetic, subsets=20, subset_size=min(500, len(real_test), len(synthetic)), seed=seed)
+    out["kid"] = float(kid[0] if isinstance(kid, tuple) else kid["mean"] if isinstance(kid, dict) else kid)
+    out["inception_score"] = _first(M.inception_score(synthetic_probs, splits=1))
+    pr = M.precision_recall(real_test, synthetic, k=5)
+    dc = M.density_coverage(real_test, synthetic, k=5)
+    out.update({"precision": _get(pr, "precision", 0), "recall": _get(pr, "recall", 1),
+                "density": _get(dc, "density", 0), "coverage": _get(dc, "coverage", 1)})
+    mmd = M.mmd_permutation_test(real_test[:1000], synthetic[:1000], permutations=200, seed=seed)
+    out["mmd"], out["mmd_p_value"] = _get(mmd, "mmd", 0), _get(mmd, "p_value", 1)
+    out["memorisation_ratio"] = _first(M.memorisation_ratio(synthetic, real_train))
+    return {k: float(v) for k, v in out.items()}
+
+
+def _first(value: Any) -> float:
+    if isinstance(value, dict):
+        return float(next(iter(value.values())))
+    if isinstance(value, (tuple, list)):
+        return float(value[0])
+    return float(value)
+
+
+def _get(value: Any, key: str, index: int) -> float:
+    return float(value[key] if isinstance(value, dict) else value[index])
+
+
+def record_quality(exp: Experiment, name: str, seed: int, splits: DatasetSplits, synthetic: ImageDataset,
+                   experiment: str = "quality") -> dict[str, float]:
+    model = evaluator(exp)
+    key = f"test-{len(splits.test)}"
+    if key not in exp._features:
+        exp._features[key] = _features(model, _subsample(splits.test, MAX_PER_SET, 0).images)[0]
+    real_sub, syn_sub = _subsample(splits.train, MAX_PER_SET, seed), _subsample(synthetic, MAX_PER_SET, seed)
+    real_train = _features(model, real_sub.images)[0]
+    syn_feats, syn_probs = _features(model, syn_sub.images)
+    if seed == exp.cfg.seeds[0]:  # kept for the report's PCA figure (reports never recompute features)
+        folder = exp.out / "features"
+        folder.mkdir(exist_ok=True)
+        np.savez(folder / f"{experiment}-{name}.npz", real=real_train, real_labels=real_sub.labels.numpy(),
+                 synthetic=syn_feats, synthetic_labels=syn_sub.labels.numpy(), class_names=np.array(splits.train.class_names))
+    values = quality_metrics(exp._features[key], real_train, syn_feats, syn_probs, seed)
+    # CAS: accuracy of the evaluator on synthetic images is *not* CAS; CAS (train-on-synthetic) comes
+    # from the transfer / p-real kinds. Here: how often the evaluator agrees with the conditioned class.
+    values["evaluator_agreement"] = float((syn_probs.argmax(1) == _subsample(synthetic, MAX_PER_SET, seed).labels.numpy()).mean())
+    for metric, value in values.items():
+        exp.add_row(experiment, name, seed, metric, value)
+    return values
+
+
+def generator_loss_stats(generator_dir: str | Path) -> dict[str, float]:
+    """Loss stability from a generator's metrics.jsonl: std of each loss over the second half, and warnings."""
+    rows = [json.loads(line) for line in (Path(generator_dir) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    out: dict[str, float] = {"health_warnings": float(sum(1 for r in rows if "warning" in r or r.get("event") == "warning"))}
+    losses = [r for r in rows if any(k.startswith("loss") for k in r)]
+    half = losses[len(losses) // 2 :]
+    for key in sorted({k for r in half for k in r if k.startswith("loss")}):
+        values = np.array([r[key] for r in half if isinstance(r.get(key), (int, float))], dtype=float)
+        if len(values) > 1:
+            out[f"{key}_std"] = float(values.std(ddof=1))
+            out[f"{key}_mean"] = float(values.mean())
+    return out

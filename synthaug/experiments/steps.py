@@ -1,0 +1,130 @@
+"""The cached steps an experiment is made of: fit a generator, make a synthetic set, train a classifier.
+
+Each step lives in cache/<kind>/<name>-<config hash>/ and is finished when its marker file exists, so
+a re-run skips finished steps and a killed run resumes the unfinished one from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from synthaug.config import from_dict
+from synthaug.data import DataConfig, DatasetSplits, ImageDataset
+from synthaug.experiments.config import GeneratorSpec, SyntheticSpec
+from synthaug.runs import Run
+from synthaug.training.config import TrainConfig
+from synthaug.utils import config_hash, to_jsonable, write_json_atomic
+
+log = logging.getLogger(__name__)
+DONE = "done.json"
+
+
+class StepCache:
+    """Folders keyed by config hash under root/cache; counts what ran and what was reused."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root) / "cache"
+        self.ran: list[str] = []
+        self.reused: list[str] = []
+
+    def folder(self, kind: str, label: str, key: Any) -> Path:
+        return self.root / kind / f"{label}-{config_hash(key)}"
+
+    def done(self, folder: Path) -> dict[str, Any] | None:
+        marker = folder / DONE
+        return json.loads(marker.read_text()) if marker.is_file() else None
+
+    def finish(self, folder: Path, info: dict[str, Any]) -> dict[str, Any]:
+        write_json_atomic(folder / DONE, info)
+        self.ran.append(str(folder.relative_to(self.root)))
+        return info
+
+
+def fit_generator(cache: StepCache, spec: GeneratorSpec, data_cfg: DataConfig, real: ImageDataset, seed: int,
+                  device: str, overrides: dict[str, Any] | None = None, label: str | None = None) -> tuple[Path, dict]:
+    """Train (or reuse) a generator on `real`; returns its folder and {seconds, ...}."""
+    from synthaug.generators import GENERATORS
+
+    cls = GENERATORS.resolve(spec.generator)[0]
+    gen_cfg = from_dict(cls.Config, {**spec.config, **(overrides or {}), "seed": seed, "device": device, "progress": False})
+    key = {"data": data_cfg, "generator": spec.generator, "config": gen_cfg}
+    folder = cache.folder("generators", label or spec.name, key)
+    if (info := cache.done(folder)) is not None:
+        cache.reused.append(str(folder))
+        return folder, info
+    run = Run(folder, resume=True)
+    run.write_config({"data": data_cfg, "generator": spec.generator, "config": gen_cfg})
+    generator = cls(gen_cfg, tuple(real.images.shape[1:]), real.class_names)
+    start = time.perf_counter()
+    summary = generator.fit(real, run, resume=True)
+    seconds = time.perf_counter() - start
+    generator.save(folder)
+    run.close()
+    return folder, cache.finish(folder, {"seconds": seconds, "summary": to_jsonable(summary or {}),
+                                         "device": str(gen_cfg.device), "images": len(real)})
+
+
+def make_synthetic_set(cache: StepCache, generator_dir: Path, spec: SyntheticSpec, seed: int, device: str,
+                       real: ImageDataset, counts: dict[str, int] | None = None, per_class: int | None = None) -> tuple[Path, dict]:
+    """Sample + filter (or reuse) a synthetic set from a trained generator."""
+    from synthaug.synthetic import SynthConfig, make_synthetic
+
+    cfg = SynthConfig(generator_run=str(generator_dir), per_class=per_class or spec.per_class, filters=list(spec.filters),
+                      oversample=spec.oversample, batch_size=spec.batch_size, seed=seed, device=_device(device), counts=counts)
+    key = {"generator": generator_dir.name, "config": replace(cfg, generator_run="")}
+    folder = cache.folder("synthetic", generator_dir.name.split("-")[0], key)
+    if (info := cache.done(folder)) is not None:
+        cache.reused.append(str(folder))
+        return folder, info
+    start = time.perf_counter()
+    make_synthetic(cfg, folder, real=real)
+    seconds = time.perf_counter() - start
+    return folder, cache.finish(folder, {"seconds": seconds})
+
+
+def train_classifier(cache: StepCache, label: str, splits: DatasetSplits, cfg: TrainConfig,
+                     synthetic: ImageDataset | None = None, p_real: float | None = None, init_from: Path | None = None,
+                     test_sets: dict[str, ImageDataset] | None = None, key_extra: Any = None) -> tuple[Path, dict]:
+    """Train (or reuse) one classifier; returns its folder and its metrics."""
+    from synthaug.training.classify import train_on_splits
+
+    key = {"train": cfg, "data": [splits.train.provenance, _fingerprint(splits.train)], "p_real": p_real,
+           "synthetic": synthetic.provenance.get("path") if synthetic is not None else None,
+           "init_from": str(init_from.name) if init_from else None, "tests": sorted(test_sets or {}), "extra": key_extra}
+    folder = cache.folder("classifiers", label, key)
+    if cache.done(folder) is not None:
+        cache.reused.append(str(folder))
+        return folder, json.loads((folder / "metrics.json").read_text())
+    resume = (folder / "checkpoint.safetensors").is_file()
+    run = Run(folder, resume=True)
+    run.write_config({"train": cfg, "label": label, "p_real": p_real, "init_from": str(init_from) if init_from else None,
+                      "synthetic": synthetic.provenance.get("path") if synthetic is not None else None})
+    metrics = train_on_splits(splits, cfg, run, synthetic=synthetic, p_real=p_real, resume=resume, test_sets=test_sets,
+                              init_from=init_from)
+    run.close()
+    cache.finish(folder, {"seconds": metrics["training"]["train_seconds"]})
+    return folder, metrics
+
+
+def _fingerprint(ds: ImageDataset) -> str:
+    """Cheap content hash of a dataset, so cache keys change when the data does."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(ds.labels.numpy().tobytes())
+    h.update(ds.images[:: max(1, len(ds) // 64)].numpy().tobytes())
+    h.update(str(tuple(ds.images.shape)).encode())
+    return h.hexdigest()[:16]
+
+
+def _device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device

@@ -1,0 +1,297 @@
+"""report.md + report.html from results.csv, summary.json and artefacts.json (never retrains)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthaug.report import figures
+from synthaug.report.blocks import Block, Figure, Heading, Para, Table, to_html, to_markdown
+from synthaug.utils import write_text_atomic
+
+QUALITY_COLUMNS = ["fid", "kid", "inception_score", "precision", "recall", "density", "coverage", "mmd", "mmd_p_value",
+                   "memorisation_ratio", "evaluator_agreement"]
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "–"
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def _ci(s: dict[str, Any], digits: int = 4) -> str:
+    if s is None:
+        return "–"
+    if s.get("n", 0) < 2 or s.get("ci_low") is None:
+        return f"{_fmt(s['mean'], digits)} (n={s.get('n', 1)})"
+    return f"{_fmt(s['mean'], digits)} [{_fmt(s['ci_low'], digits)}, {_fmt(s['ci_high'], digits)}]"
+
+
+def _p(p: Any) -> str:
+    return "–" if p is None or (isinstance(p, float) and np.isnan(p)) else (f"{p:.3g}")
+
+
+def arm_table(entry: dict[str, Any], metric: str = "accuracy", extra: tuple[str, ...] = ("macro_f1", "balanced_accuracy")) -> Table:
+    """Arms with mean [95 % CI], difference to the baseline (paired), p-values, effect size, flag."""
+    base = entry.get("baseline")
+    headers = ["arm", f"{metric} mean [95% CI]", "Δ vs baseline [95% CI]", "p (paired t)", "p (Wilcoxon)", "effect dz",
+               *[f"{m} mean [95% CI]" for m in extra], "flag"]
+    rows = []
+    for arm, metrics in entry["arms"].items():
+        if metric not in metrics:
+            continue
+        t = entry.get("tests", {}).get(arm, {}).get(metric)
+        diff = "baseline" if arm == base else ("–" if t is None else
+                                             f"{t['mean_diff']:+.4f} [{_fmt(t.get('diff_ci_low'))}, {_fmt(t.get('diff_ci_high'))}]")
+        flag = "hurts: " + "; ".join(entry["hurts"][arm]) if entry.get("hurts", {}).get(arm) else ""
+        rows.append([arm, _ci(metrics[metric]), diff, _p(t and t.get("t_p")), _p(t and t.get("wilcoxon_p")),
+                     _fmt(t and t.get("cohen_dz"), 2), *[_ci(metrics.get(m)) for m in extra], flag])
+    return Table(headers, rows)
+
+
+class ReportBuilder:
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.summary = json.loads((out / "summary.json").read_text())
+        self.artefacts = json.loads((out / "artefacts.json").read_text())
+        self.config = json.loads((out / "config.json").read_text())
+        self.figures = out / "figures"
+        self.figures.mkdir(exist_ok=True)
+        self.blocks: list[Block] = []
+
+    def add(self, *blocks: Block) -> None:
+        self.blocks.extend(blocks)
+
+    def build(self) -> tuple[Path, Path]:
+        meta = self.summary.get("_meta", {})
+        self.add(Heading(f"synthaug report: {meta.get('name', 'experiment')}", 1))
+        if meta.get("notice"):
+            self.add(Para(meta["notice"]))
+        data = self.config.get("resolved_data", {})
+        regime = ", ".join(f"{k}={v}" for k, v in data.items() if k in ("per_class", "fraction", "imbalance_ratio") and v is not None)
+        self.add(Para(f"Dataset **{meta.get('dataset')}** ({regime or 'full training set'}); classifier "
+                      f"**{self.config['classifier']['model']}**; seeds {meta.get('seeds')}; every arm runs on the same seeds "
+                      f"and is compared with the strong classical baseline seed by seed (paired t-test and Wilcoxon signed-rank). "
+                      f"Run took {meta.get('seconds', 0) / 60:.1f} min ({meta.get('steps_ran')} steps run, "
+                      f"{meta.get('steps_reused')} reused from cache); synthaug {meta.get('synthaug_version')}."))
+        for section in (self.compare, self.quality, self.samples, self.losses, self.confusions, self.p_real,
+                        self.data_efficiency, self.transfer, self.imbalance, self.optimizers, self.pca, self.costs):
+            section()
+        md = to_markdown(self.blocks, self.out)
+        write_text_atomic(self.out / "report.md", md)
+        write_text_atomic(self.out / "report.html", to_html(self.blocks, f"synthaug report: {meta.get('name')}"))
+        return self.out / "report.md", self.out / "report.html"
+
+    # --- sections ---------------------------------------------------------------------------------------
+    def compare(self) -> None:
+        entry = self.summary.get("compare")
+        if not entry:
+            return
+        self.add(Heading("Does synthetic data help? (headline)"), arm_table(entry))
+        base = entry["arms"].get(entry["baseline"], {}).get("accuracy", {})
+        for arm, reasons in entry.get("hurts", {}).items():
+            if reasons:
+                self.add(Para(f"**Synthetic data hurts** in arm '{arm}': " + "; ".join(reasons)))
+        verdicts = []
+        for arm, tests in entry.get("tests", {}).items():
+            t = tests.get("accuracy")
+            if t is None or "+" not in arm:
+                continue
+            significant = t.get("t_p") is not None and t["t_p"] < self.config.get("alpha", 0.05)
+            word = ("helped" if t["mean_diff"] > 0 else "hurt") if significant else "made no significant difference"
+            verdicts.append(f"'{arm}' {word}: {t['mean_diff']:+.4f} accuracy vs the baseline's {base.get('mean', float('nan')):.4f} "
+                            f"(paired t p={_p(t.get('t_p'))}, n={t.get('n')})")
+        if verdicts:
+            self.add(Para("Verdict: " + "; ".join(verdicts) + "."))
+
+    def quality(self) -> None:
+        entry = self.summary.get("quality")
+        if not entry:
+            return
+        ev = self.artefacts.get("evaluator", {})
+        self.add(Heading("Synthetic-set quality"),
+                 Para(f"Features and probabilities from an evaluator classifier ({ev.get('model')}, test accuracy "
+                      f"{_fmt(ev.get('accuracy'))}) trained on the full real training set and used only for measuring; FID and "
+                      f"KID are in that feature space, so they compare generators here, not with published InceptionV3 figures. "
+                      f"Real reference: the test set. evaluator_agreement: share of synthetic images the evaluator assigns to "
+                      f"their conditioned class."))
+        cols = [c for c in QUALITY_COLUMNS if any(c in m for m in entry["arms"].values())]
+        self.add(Table(["generator", *cols], [[arm, *[_ci(m.get(c), 3) for c in cols]] for arm, m in entry["arms"].items()]))
+
+    def samples(self) -> None:
+        from synthaug.plots import save_class_grid
+        from synthaug.synthetic import read_synthetic
+
+        synth = self.artefacts.get("synthetic", {})
+        added = False
+        for name, per_seed in synth.items():
+            if name.endswith("-test"):
+                continue
+            first = per_seed[sorted(per_seed, key=int)[0]]
+            folder = Path(first["dir"])
+            if not (folder / "manifest.json").is_file():
+                continue
+            ds = read_synthetic(folder, verify=False)
+            if not added:
+                self.add(Heading("Samples: real vs synthetic"))
+                added = self._real_grid(ds.class_names)
+            path = save_class_grid(ds.images.numpy(), ds.labels.numpy(), ds.class_names, self.figures / f"samples-{name}.png")
+            self.add(Figure(path, f"{name}: synthetic images, one row per class (first seed)"))
+
+    def _real_grid(self, class_names: list[str]) -> bool:
+        from synthaug.plots import save_class_grid
+
+        gens = self.artefacts.get("generators", {})
+        for per_seed in gens.values():
+            first = per_seed[sorted(per_seed, key=int)[0]]
+            cfg_path = Path(first["dir"]) / "config.json"
+            if cfg_path.is_file():
+                from synthaug.config import from_dict
+                from synthaug.data import DataConfig, load_data
+
+                data_cfg = from_dict(DataConfig, json.loads(cfg_path.read_text())["data"])
+                real = load_data(data_cfg).train
+                path = save_class_grid(real.images.numpy(), real.labels.numpy(), real.class_names, self.figures / "samples-real.png")
+                self.add(Figure(path, "real training images the generators saw (first seed)"))
+                return True
+        return True
+
+    def losses(self) -> None:
+        gens = self.artefacts.get("generators", {})
+        dirs = {name: Path(per_seed[sorted(per_seed, key=int)[0]]["dir"]) for name, per_seed in gens.items()}
+        path = figures.loss_figure(self.figures / "generator-losses.png", dirs) if dirs else None
+        if path:
+            self.add(Heading("Generator training"), Figure(path, "loss curves of each generator (first seed)"))
+
+    def confusions(self) -> None:
+        from synthaug.plots import save_confusion_matrix
+
+        conf = self.artefacts.get("confusion", {}).get("compare")
+        entry = self.summary.get("compare")
+        if not conf or not entry:
+            return
+        names = self.artefacts.get("class_names", [])
+        base = entry["baseline"]
+        others = [a for a in conf if a != base]
+        best = max(others, key=lambda a: entry["arms"][a]["accuracy"]["mean"]) if others else None
+        self.add(Heading("Confusion matrices (summed over seeds)"))
+        self.add(Figure(save_confusion_matrix(np.array(conf[base]), names, self.figures / "cm-baseline.png", title=base),
+                        f"baseline: {base}"))
+        if best:
+            cm_best, cm_base = np.array(conf[best]), np.array(conf[base])
+            self.add(Figure(save_confusion_matrix(cm_best, names, self.figures / "cm-best.png", title=best), f"best arm: {best}"))
+            diff = cm_best / np.maximum(cm_best.sum(1, keepdims=True), 1) - cm_base / np.maximum(cm_base.sum(1, keepdims=True), 1)
+            self.add(Figure(save_confusion_matrix(diff, names, self.figures / "cm-difference.png", title="best arm minus baseline",
+                                                  diverging=True),
+                            "difference of row-normalised confusion matrices (blue: more often, red: less often than the baseline)"))
+
+    def p_real(self) -> None:
+        entry = self.summary.get("p-real")
+        if not entry:
+            return
+        series: dict[str, dict[float, dict]] = {}
+        for arm, metrics in entry["arms"].items():
+            if " p_real=" in arm:
+                name, p = arm.split(" p_real=")
+                series.setdefault(name, {})[float(p)] = metrics["accuracy"]
+        if not series:
+            return
+        ps = sorted({p for s in series.values() for p in s})
+        path = figures.curve_figure(self.figures / "p-real.png", ps, {n: [s[p] for p in ps] for n, s in series.items()},
+                                    "p_real (share of real images per batch)", "test accuracy", "Accuracy vs p_real")
+        self.add(Heading("Real/synthetic mix: accuracy vs p_real"),
+                 Para("p_real=1 is the all-real baseline; p_real=0 trains on synthetic images only (train-synthetic/test-real)."),
+                 Figure(path, "mean test accuracy with 95% CI over seeds"), arm_table(entry, extra=()))
+
+    def data_efficiency(self) -> None:
+        entry = self.summary.get("data-efficiency")
+        if not entry:
+            return
+        curves: dict[str, dict[int, dict]] = {}
+        for arm, metrics in entry["arms"].items():
+            name, budget = arm.rsplit("@", 1)
+            curves.setdefault(name, {})[int(budget)] = metrics["accuracy"]
+        budgets = sorted({b for c in curves.values() for b in c})
+        path = figures.curve_figure(self.figures / "data-efficiency.png", budgets,
+                                    {n: [c[b] for b in budgets] for n, c in curves.items()},
+                                    "real labelled images per class", "test accuracy", "Data efficiency", logx=True)
+        self.add(Heading("Data efficiency"), Figure(path, "mean test accuracy with 95% CI over seeds"))
+        saved = entry.get("labels_saved", {})
+        rows = []
+        for name, per_budget in saved.items():
+            for row in per_budget:
+                rows.append([name, str(row["budget"]), _fmt(row.get("augmented_accuracy")), _fmt(row.get("baseline_needed"), 1),
+                             row.get("note") or (f"{100 * row['saved_fraction']:.0f}%" if row.get("saved_fraction") is not None else "–")])
+        if rows:
+            self.add(Para("Labels saved: how many real labels per class the baseline needs (interpolated on its curve) to "
+                          "match the augmented model's accuracy; saved = 1 - budget / needed when the augmented model is "
+                          "ahead. This is the measurable form of a 'lower labelling cost' claim."),
+                     Table(["generator", "budget/class", "augmented accuracy", "baseline needs /class", "labels saved"], rows))
+
+    def transfer(self) -> None:
+        entry = self.summary.get("transfer")
+        if not entry:
+            return
+        self.add(Heading("Transfer: train on synthetic / test on real and the reverse"),
+                 Table(["train / test", "accuracy mean [95% CI]", "macro F1 mean [95% CI]"],
+                       [[arm, _ci(m.get("accuracy")), _ci(m.get("macro_f1"))] for arm, m in entry["arms"].items()]))
+        from synthaug.plots import save_confusion_matrix
+
+        names = self.artefacts.get("class_names", [])
+        for i, (arm, cm) in enumerate(self.artefacts.get("confusion", {}).get("transfer", {}).items()):
+            path = save_confusion_matrix(np.array(cm), names, self.figures / f"cm-transfer-{i}.png", title=arm)
+            self.add(Figure(path, f"confusion matrix: {arm} (summed over seeds)"))
+
+    def imbalance(self) -> None:
+        entry = self.summary.get("imbalance")
+        if entry:
+            self.add(Heading("Class imbalance: rebalancing with synthetic images"),
+                     arm_table(entry, metric="balanced_accuracy", extra=("minority_recall", "macro_f1", "accuracy")))
+
+    def optimizers(self) -> None:
+        entry = self.summary.get("optimizers")
+        if not entry:
+            return
+        metrics = sorted({m for a in entry["arms"].values() for m in a})
+        first = [m for m in ("cas", "fid", "kid", "precision", "recall", "train_seconds", "health_warnings") if m in metrics]
+        rest = [m for m in metrics if m.endswith("_std")]
+        self.add(Heading("GAN optimisers: Adam vs RMSProp"),
+                 Para("CAS: accuracy on the real test set of the classifier trained on synthetic images only. *_std: standard "
+                      "deviation of each loss over the second half of training (lower = more stable)."),
+                 Table(["generator", *first, *rest], [[arm, *[_ci(m.get(c), 3) for c in first + rest]] for arm, m in entry["arms"].items()]))
+
+    def pca(self) -> None:
+        files = sorted((self.out / "features").glob("*.npz")) if (self.out / "features").is_dir() else []
+        if files:
+            self.add(Heading("Feature space: PCA of real vs synthetic"))
+        for f in files:
+            path = figures.pca_figure(self.figures / f"pca-{f.stem}.png", f, f"PCA of evaluator features: {f.stem}")
+            self.add(Figure(path, f"{f.stem}: real training images (left) and synthetic images (right), first seed"))
+
+    def costs(self) -> None:
+        gens, synth = self.artefacts.get("generators", {}), self.artefacts.get("synthetic", {})
+        if not gens:
+            return
+        compare = self.summary.get("compare", {})
+        rows = []
+        for name, per_seed in gens.items():
+            fit = [v["seconds"] for v in per_seed.values()]
+            device = next(iter(per_seed.values())).get("device", "cpu")
+            sampled = [(s.get("images", 0), s.get("seconds", 0)) for s in synth.get(name, {}).values() if s.get("seconds")]
+            rate = sum(i for i, _ in sampled) / max(sum(t for _, t in sampled), 1e-9) if sampled else None
+            gain = None
+            for arm, t in compare.get("tests", {}).items():
+                if f"+ {name} (" in arm and "accuracy" in t:
+                    gain = t["accuracy"]["mean_diff"]
+            minutes = (np.mean(fit) + (np.mean([t for _, t in sampled]) if sampled else 0)) / 60
+            rows.append([name, device, f"{np.mean(fit):.1f}", _fmt(rate, 1), _fmt(gain), _fmt(gain / minutes if gain is not None else None, 4)])
+        self.add(Heading("Cost"),
+                 Table(["generator", "device", "fit seconds (mean per seed)", "synthetic images/s (incl. filtering)",
+                        "accuracy gain vs baseline", f"gain per {rows[0][1] if rows else 'CPU'}-minute"], rows))
+
+
+def build_report(out: str | Path) -> tuple[Path, Path]:
+    return ReportBuilder(Path(out)).build()

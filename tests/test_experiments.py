@@ -1,0 +1,137 @@
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from synthaug.config import from_dict, load_yaml
+from synthaug.experiments import ExperimentConfig, load_experiment_config, run_experiment
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+SECTIONS = ["Does synthetic data help? (headline)", "Synthetic-set quality", "Samples: real vs synthetic", "Generator training",
+            "Confusion matrices", "Real/synthetic mix: accuracy vs p_real", "Data efficiency", "Transfer:",
+            "Class imbalance", "GAN optimisers", "Feature space: PCA", "Cost"]
+
+
+def tiny_config(**overrides) -> ExperimentConfig:
+    cfg = {
+        "name": "tiny",
+        "kinds": ["compare", "p-real", "transfer", "data-efficiency", "optimizers", "imbalance"],
+        "data": {"dataset": "digits", "per_class": 12, "classes": ["0", "1", "7"], "imbalance_ratio": 0.5,
+                 "minority_classes": ["7"]},
+        "seeds": [0, 1],
+        "classifier": {"model": "small-cnn", "steps": 15, "batch_size": 16, "augment": ["crop"], "eval_batch_size": 256},
+        "evaluator": {"model": "small-cnn", "steps": 20, "batch_size": 64, "augment": []},
+        "generators": [{"name": "cgan", "generator": "cgan",
+                        "config": {"steps": 6, "batch_size": 8, "g_width": 8, "d_width": 8, "sample_every": 6,
+                                   "checkpoint_every": 6, "log_every": 2}}],
+        "synthetic": {"per_class": 10},
+        "p_real_values": [0.0, 0.5, 1.0],
+        "budgets": [6, 12],
+    }
+    cfg.update(overrides)
+    return from_dict(ExperimentConfig, cfg)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("exp")
+    cfg = tiny_config()
+    summary = run_experiment(cfg, out)
+    return out, cfg, summary
+
+
+def test_tiny_experiment_writes_results_summary_and_full_report(tiny_run):
+    out, cfg, summary = tiny_run
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["experiment", "arm", "seed", "metric", "value"]
+    experiments = {r["experiment"] for r in rows}
+    assert {"compare", "p-real", "transfer", "data-efficiency", "optimizers", "imbalance", "quality"} <= experiments
+    base = [r for r in rows if r["experiment"] == "compare" and r["arm"].startswith("real + classical augmentation")
+            and r["metric"] == "accuracy"]
+    assert sorted(int(r["seed"]) for r in base) == [0, 1]
+    compare = summary["compare"]
+    arm = "real + classical + cgan (add)"
+    assert compare["arms"][arm]["accuracy"]["n"] == 2
+    assert "t_p" in compare["tests"][arm]["accuracy"] and "wilcoxon_p" in compare["tests"][arm]["accuracy"]
+    assert set(summary["data-efficiency"]["labels_saved"]) == {"cgan"}
+    assert {"cas", "fid", "train_seconds"} <= set(summary["optimizers"]["arms"]["cgan-adam"])
+    assert "minority_recall" in summary["imbalance"]["arms"]["real + random oversampling"]
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    for section in SECTIONS:
+        assert section in md, section
+    assert "data:image/png;base64," in html and "<img src='figures" not in html  # self-contained
+    for figure in (out / "figures").glob("*.png"):
+        assert figure.stat().st_size > 1000
+
+
+def test_cached_rerun_does_no_training(tiny_run, monkeypatch):
+    out, cfg, summary = tiny_run
+    from synthaug.generators.base import Generator
+    from synthaug.training import loop
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished step was re-run")
+
+    monkeypatch.setattr(loop, "fit", refuse)
+    monkeypatch.setattr("synthaug.training.classify.fit", refuse)
+    for cls in __import__("synthaug.generators", fromlist=["GENERATORS"]).GENERATORS._factories.values():
+        monkeypatch.setattr(cls, "fit", refuse)
+    again = run_experiment(cfg, out, report=False)
+    assert again["_meta"]["steps_ran"] == 0 and again["_meta"]["steps_reused"] > 0
+    assert again["compare"]["arms"] == summary["compare"]["arms"]
+
+
+def test_killed_experiment_loses_nothing_finished(tmp_path, monkeypatch):
+    """Kill an experiment in its second classifier; the re-run reuses the first and finishes."""
+    cfg = tiny_config(kinds=["compare"], seeds=[0], generators=[])
+    from synthaug.training import classify
+
+    original = classify.train_on_splits
+    calls = {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(classify, "train_on_splits", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, tmp_path, report=False)
+    monkeypatch.setattr(classify, "train_on_splits", original)
+    summary = run_experiment(cfg, tmp_path, report=False)
+    assert summary["_meta"]["steps_reused"] == 1 and summary["_meta"]["steps_ran"] == 1
+
+
+def test_fallback_dataset_notice(tmp_path, capsys):
+    cfg = tiny_config(kinds=["compare"], seeds=[0], generators=[],
+                      data={"dataset": "fashion-mnist", "data_root": str(tmp_path / "none"), "per_class": 5},
+                      fallback_data={"dataset": "digits", "per_class": 5})
+    summary = run_experiment(cfg, tmp_path / "out", report=True)
+    assert summary["_meta"]["dataset"] == "digits"
+    assert "NOTICE: fashion-mnist is not available here" in capsys.readouterr().err
+    assert "NOTICE" in (tmp_path / "out" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_validates(path):
+    cfg = load_experiment_config(path)
+    assert cfg.kinds and cfg.seeds
+    raw = load_yaml(path)
+    assert raw["name"] == cfg.name
+    from synthaug.generators import GENERATORS
+
+    for spec in cfg.generators:  # generator configs must fit their dataclass too
+        from_dict(GENERATORS.resolve(spec.generator)[0].Config, spec.config)
+
+
+def test_config_errors_name_the_field():
+    from synthaug.config import ConfigError
+
+    with pytest.raises(ConfigError, match="kinds: unknown"):
+        tiny_config(kinds=["magic"])
+    with pytest.raises(ConfigError, match="unknown key"):
+        from_dict(ExperimentConfig, {"nmae": "x"})
