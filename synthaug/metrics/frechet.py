@@ -1,0 +1,117 @@
+"""Frechet distance between Gaussian fits of two feature sets (FID when the features are InceptionV3's).
+
+FID = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)).
+
+The only hard part is tr((S1 S2)^(1/2)). We write our own rather than call scipy.linalg.sqrtm (a Schur
+method on a general matrix: seconds at 512, minutes at 2048) or take eigenvalues of the non-symmetric
+S1 S2 as torchmetrics does (a general eigensolver: tens of seconds at 2048 on 2 cores). With any factor
+S1 = F F^T, S1 S2 has the same non-zero eigenvalues as the symmetric positive semi-definite F^T S2 F, so
+tr((S1 S2)^(1/2)) = sum of sqrt(eigvalsh(F^T S2 F)). F comes from a *pivoted* Cholesky factorisation
+(LAPACK dpstrf), which is as cheap as a plain Cholesky yet handles singular covariances (fewer samples
+than dimensions, dead ReLU units): it stops at the numerical rank, so directions with zero variance add
+exactly nothing instead of the sqrt(1e-14) noise a general eigensolver leaves per null direction.
+A symmetric eigendecomposition *with* eigenvectors (for S1^(1/2)) would also work but costs ~20x more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.linalg.lapack import dpstrf
+
+from synthaug.metrics.distances import ArrayLike, as_features, check_same_dim
+
+
+@dataclass(frozen=True)
+class FeatureStatistics:
+    """Mean and (unbiased, ddof=1) covariance of a feature set: all FID needs of it, cacheable."""
+
+    mu: np.ndarray  # [D] float64
+    sigma: np.ndarray  # [D, D] float64
+    n: int  # number of feature rows the statistics came from
+
+
+def feature_statistics(features: ArrayLike) -> FeatureStatistics:
+    """Mean and sample covariance (ddof=1, as numpy.cov, torchmetrics and torch-fidelity use) in float64."""
+    x = as_features(features, "features", min_rows=2)
+    mu = x.mean(dim=0)
+    centred = x - mu  # centring first, unlike a running sum of x x^T, avoids cancellation for large means
+    sigma = centred.T @ centred / (x.shape[0] - 1)
+    sigma = 0.5 * (sigma + sigma.T)  # bitwise symmetric, whatever order the BLAS summed in
+    return FeatureStatistics(mu=mu.numpy(), sigma=sigma.numpy(), n=x.shape[0])
+
+
+def _as_float64(a: ArrayLike, name: str, ndim: int) -> torch.Tensor:
+    t = torch.as_tensor(a).detach().to(device="cpu", dtype=torch.float64)
+    if t.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(t.shape)}")
+    return t
+
+
+def _pivoted_cholesky(sigma: torch.Tensor, name: str) -> tuple[np.ndarray, np.ndarray, int]:
+    factor, pivots, rank, info = dpstrf(sigma.numpy(), lower=1)
+    if info < 0:
+        raise ValueError(f"LAPACK dpstrf rejected {name} (argument {-info})")
+    return factor, pivots, int(rank)
+
+
+def trace_sqrt_product(sigma1: ArrayLike, sigma2: ArrayLike) -> float:
+    """tr((sigma1 sigma2)^(1/2)) for symmetric positive semi-definite matrices (covariances).
+
+    Pivoted Cholesky of sigma1 (P^T S1 P = L L^T, L cut at the numerical rank r), then the eigenvalues
+    of the r x r matrix L^T (P^T S2 P) L; sigma2 is factored instead when its rank is lower. The rank
+    tolerance is LAPACK's default, d * eps * max(diag).
+    """
+    s1 = _as_float64(sigma1, "sigma1", 2)
+    s2 = _as_float64(sigma2, "sigma2", 2)
+    for name, s in (("sigma1", s1), ("sigma2", s2)):
+        if s.shape[0] != s.shape[1]:
+            raise ValueError(f"{name} must be a square covariance matrix, got shape {tuple(s.shape)}")
+        if (s - s.T).abs().max() > 1e-8 * s.abs().max():
+            raise ValueError(f"{name} is not symmetric: pass a covariance matrix (e.g. from feature_statistics)")
+    factor, pivots, rank = _pivoted_cholesky(s1, "sigma1")
+    if rank == s1.shape[0]:
+        # sigma1 has full rank: if sigma2 has lower rank, factor it instead (tr sqrt(S1 S2) = tr sqrt(S2 S1)).
+        # The factored matrix's null space contributes exactly 0; the other's would add sqrt(rounding) ~1e-8.
+        factor2, pivots2, rank2 = _pivoted_cholesky(s2, "sigma2")
+        if rank2 < rank:
+            factor, pivots, rank, s2 = factor2, pivots2, rank2, s1
+    if rank == 0:  # a zero covariance: S1 S2 = 0
+        return 0.0
+    order = torch.from_numpy(pivots.astype(np.int64) - 1)  # LAPACK pivots are 1-based
+    low = torch.from_numpy(np.tril(factor)[:, :rank])
+    middle = low.T @ s2[order][:, order] @ low
+    middle = 0.5 * (middle + middle.T)  # exact symmetry for eigvalsh; the products left ~1e-16 asymmetry
+    # torch's eigvalsh (MKL) rather than numpy's: ~20x faster here at d=2048 on 2 busy cores.
+    return float(torch.linalg.eigvalsh(middle).clamp_min(0.0).sqrt().sum())
+
+
+def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike) -> float:
+    """Squared Frechet (2-Wasserstein) distance between N(mu1, sigma1) and N(mu2, sigma2).
+
+    Can come out a hair below zero (about -1e-12 relative) for identical inputs: that is rounding,
+    left visible rather than clipped.
+    """
+    m1, m2 = _as_float64(mu1, "mu1", 1), _as_float64(mu2, "mu2", 1)
+    s1, s2 = _as_float64(sigma1, "sigma1", 2), _as_float64(sigma2, "sigma2", 2)
+    d = m1.shape[0]
+    if m2.shape[0] != d or s1.shape != (d, d) or s2.shape != (d, d):
+        raise ValueError(f"shapes do not match: mu1 {tuple(m1.shape)}, sigma1 {tuple(s1.shape)}, "
+                         f"mu2 {tuple(m2.shape)}, sigma2 {tuple(s2.shape)}")
+    mean_term = float(((m1 - m2) ** 2).sum())
+    return mean_term + float(s1.trace() + s2.trace()) - 2.0 * trace_sqrt_product(s1, s2)
+
+
+def fid_from_statistics(real: FeatureStatistics, fake: FeatureStatistics) -> float:
+    """FID from two cached statistics (e.g. a stored reference set against a fresh synthetic set)."""
+    return frechet_distance(real.mu, real.sigma, fake.mu, fake.sigma)
+
+
+def fid_from_features(real: ArrayLike, fake: ArrayLike) -> float:
+    """FID between two feature sets ([N, D] and [M, D], N, M >= 2)."""
+    r = as_features(real, "real", min_rows=2)
+    f = as_features(fake, "fake", min_rows=2)
+    check_same_dim(r, f)
+    return fid_from_statistics(feature_statistics(r), feature_statistics(f))
