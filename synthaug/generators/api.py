@@ -1,0 +1,113 @@
+"""Library side of `synthaug generator fit / sample`: build a generator from config, train it into a run
+folder, and write labelled samples. The CLI (and later the web service) only call these."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from synthaug.config import ConfigError, from_dict
+from synthaug.data import DataConfig, ImageDataset, load_data
+from synthaug.generators.base import GENERATORS, Generator, load_generator
+from synthaug.runs import Run
+from synthaug.utils import to_jsonable, write_json_atomic
+
+IMAGES_FILE = "images.safetensors"
+# fields that may change when a run is resumed (everything else must match the saved config.json)
+RESUMABLE_CHANGES = {"steps", "progress", "device"}
+
+
+@dataclass
+class GeneratorRunConfig:
+    """What `generator fit` runs: which generator, on which data, with which settings."""
+
+    generator: str = "cgan"  # generator registry name
+    data: DataConfig = field(default_factory=DataConfig)  # the training images
+    config: dict[str, Any] = field(default_factory=dict)  # the generator's own Config fields (defaults for the rest)
+
+    def __post_init__(self) -> None:
+        if self.generator not in GENERATORS:
+            raise ValueError(f"GeneratorRunConfig.generator: unknown generator {self.generator!r}; "
+                             f"available: {', '.join(GENERATORS.available())}")
+
+
+def generator_config(name: str, overrides: dict[str, Any]) -> Any:
+    """The generator's Config dataclass with `overrides` applied and validated (unknown keys raise)."""
+    cls = GENERATORS.resolve(name)[0]
+    return from_dict(cls.Config, overrides, where=f"{name} config")
+
+
+def build_generator(name: str, overrides: dict[str, Any], data: ImageDataset) -> Generator:
+    """A fresh generator shaped for `data` (its image shape and class names)."""
+    cls = GENERATORS.resolve(name)[0]
+    return cls(generator_config(name, overrides), tuple(data.images.shape[1:]), data.class_names)
+
+
+def resolved(cfg: GeneratorRunConfig) -> dict[str, Any]:
+    return {"generator": cfg.generator, "data": to_jsonable(cfg.data),
+            "config": to_jsonable(generator_config(cfg.generator, cfg.config))}
+
+
+def _check_resume_matches(run: Run, now: dict[str, Any]) -> None:
+    path = run.file("config.json")
+    if not path.exists():
+        return
+    saved = json.loads(path.read_text())
+    diffs = [f"data.{k}" for k in now["data"] if saved.get("data", {}).get(k) != now["data"][k]]
+    diffs += [f"config.{k}" for k in now["config"]
+              if k not in RESUMABLE_CHANGES and saved.get("config", {}).get(k) != now["config"][k]]
+    if saved.get("generator") != now["generator"]:
+        diffs.insert(0, "generator")
+    if diffs:
+        raise ConfigError(f"cannot resume {run.path}: settings differ from its config.json ({', '.join(diffs)}); "
+                          "pass the same flags as the original run (only steps may grow)")
+
+
+def train_generator(cfg: GeneratorRunConfig, out: str | Path, resume: bool = False) -> dict[str, Any]:
+    """Train into run folder `out`: config.json, log.txt, metrics.jsonl, checkpoint, samples/*.png and,
+    at the end, generator.json + generator.safetensors (what `generator sample` loads)."""
+    run = Run(out, resume=resume)
+    settings = resolved(cfg)
+    if resume:
+        _check_resume_matches(run, settings)
+    run.write_config(settings)
+    splits = load_data(cfg.data)
+    run.log(f"{cfg.generator} on {splits.train.describe()}")
+    gen = build_generator(cfg.generator, settings["config"], splits.train)
+    summary = gen.fit(splits.train, run, resume=resume)
+    gen.save(run.path)
+    run.write_json("summary.json", summary)
+    run.log(f"done: {summary}")
+    run.close()
+    return summary
+
+
+def sample_to_folder(run_dir: str | Path, out: str | Path, per_class: int, seed: int, batch_size: int = 256,
+                     device: str = "cpu", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write `per_class` samples of every class: images.safetensors (uint8 images, int64 labels),
+    grid.png and samples.json. `overrides` change sampling settings (e.g. guidance_scale, sampling_steps)."""
+    from synthaug.plots import save_class_grid
+    from synthaug.training.checkpoint import save_tensors
+
+    if per_class < 1:
+        raise ConfigError(f"--per-class must be >= 1, got {per_class}")
+    out = Path(out)
+    if (out / IMAGES_FILE).exists():
+        raise FileExistsError(f"{out} already holds samples ({IMAGES_FILE}); choose another --out")
+    gen = load_generator(run_dir, device=device)
+    if overrides:
+        merged = {**to_jsonable(gen.cfg), **overrides, "device": device}
+        gen.cfg = from_dict(type(gen.cfg), merged, where=f"{gen.name} config")
+    labels = torch.arange(gen.num_classes).repeat_interleave(per_class)
+    images = gen.sample(labels, seed=seed, batch_size=batch_size)
+    info = {"generator": gen.name, "run": str(Path(run_dir).resolve()), "seed": seed, "per_class": per_class,
+            "class_names": gen.class_names, "counts": {n: per_class for n in gen.class_names},
+            "image_shape": list(gen.image_shape), "overrides": overrides or {}}
+    save_tensors(out / IMAGES_FILE, {"images": images, "labels": labels}, metadata=info)
+    save_class_grid(images.numpy(), labels.numpy(), gen.class_names, out / "grid.png", per_class=min(per_class, 10))
+    write_json_atomic(out / "samples.json", info)
+    return info

@@ -1,0 +1,346 @@
+"""Generators: the shared contract for every registered generator, learning, resume, health, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from synthaug.config import ConfigError
+from synthaug.data import ImageDataset
+from synthaug.generators import GENERATORS, load_generator
+from synthaug.generators.api import generator_config
+from synthaug.generators.diffaugment import DIFFAUGMENT_OPS, cutout, diff_augment, translation
+from synthaug.generators.health import HealthMonitor, class_diversity
+from synthaug.generators.loop import CHECKPOINT, GeneratorDiverged
+from synthaug.runs import Run
+from synthaug.training.checkpoint import read_checkpoint
+
+# Tiny settings per generator: every registered generator must have an entry (checked below).
+TINY = {
+    "cgan": {"g_width": 8, "d_width": 8, "noise_dim": 16},
+    "cvae": {"width": 8, "latent_dim": 4},
+    "diffusion": {"block_out_channels": [8, 16], "sampling_steps": 2, "num_train_timesteps": 100},
+}
+# What makes each one learn the band dataset in ~2 s on one core.
+LEARN = {
+    "cgan": {"steps": 200, "lr": 2e-3, "ema_decay": 0.99},
+    "cvae": {"steps": 150, "lr": 3e-3},
+    "diffusion": {"steps": 150, "lr": 3e-3, "ema_decay": 0.99, "sampling_steps": 4},
+}
+NAMES = GENERATORS.available()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny: one thread beats two (sync costs more than the work), and it does not
+    stall when the other core is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def bands() -> ImageDataset:
+    """3 classes of 8x8 grey noise with a bright horizontal band at rows 1-2, 3-4 or 5-6."""
+    g = torch.Generator().manual_seed(0)
+    images, labels = [], []
+    for c in range(3):
+        x = (torch.rand(24, 1, 8, 8, generator=g) * 50).to(torch.uint8)
+        x[:, :, 1 + 2 * c: 3 + 2 * c, 1:7] = 220
+        images.append(x)
+        labels.append(torch.full((24,), c))
+    return ImageDataset(torch.cat(images), torch.cat(labels), ["top", "middle", "bottom"], name="bands")
+
+
+def make(name: str, data: ImageDataset, **overrides):
+    settings = {**TINY[name], "steps": 4, "batch_size": 16, "progress": False, "log_every": 2,
+                "checkpoint_every": 100, "sample_every": 100, **overrides}
+    cls = GENERATORS.resolve(name)[0]
+    return cls(generator_config(name, settings), tuple(data.images.shape[1:]), data.class_names)
+
+
+def template_accuracy(images: torch.Tensor, labels: torch.Tensor, data: ImageDataset) -> float:
+    """Share of samples nearest to the mean real image of their own class."""
+    means = torch.stack([data.images[data.labels == k].float().mean(0) for k in range(data.num_classes)]).flatten(1)
+    nearest = torch.cdist(images.float().flatten(1), means).argmin(1)
+    return float((nearest == labels).float().mean())
+
+
+def test_every_registered_generator_is_tested():
+    assert set(TINY) == set(NAMES) == set(LEARN)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fit_sample_save_load_contract(name, bands, tmp_path):
+    gen = make(name, bands, sample_every=4)
+    run = Run(tmp_path / "run")
+    summary = gen.fit(bands, run)
+    assert summary["steps"] == 4 and summary["stop_reason"] == "steps"
+    assert (tmp_path / "run" / CHECKPOINT).is_file() and (tmp_path / "run" / "samples" / "step_000004.png").is_file()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    loss_rows = [r for r in rows if "steps_per_second" in r]
+    assert [r["step"] for r in loss_rows] == [2, 4]
+
+    labels = torch.tensor([0, 2, 1, 1, 0])
+    images = gen.sample(labels, seed=1)
+    assert images.shape == (5, 1, 8, 8) and images.dtype == torch.uint8
+    assert torch.equal(images, gen.sample(labels, seed=1))
+    assert not torch.equal(images, gen.sample(labels, seed=2))
+    assert gen.sample(torch.tensor([], dtype=torch.int64), seed=0).shape == (0, 1, 8, 8)
+    with pytest.raises(ValueError, match="labels must be in"):
+        gen.sample(torch.tensor([3]), seed=0)
+
+    gen.save(tmp_path / "saved")
+    loaded = load_generator(tmp_path / "saved")
+    assert type(loaded) is type(gen) and loaded.class_names == bands.class_names
+    assert torch.equal(loaded.sample(labels, seed=1), images)
+    assert torch.equal(loaded.sample(labels, seed=1, batch_size=2), images)  # batching does not change samples
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_resume_after_kill_matches_uninterrupted_run(name, bands, tmp_path, monkeypatch):
+    settings = {"steps": 6, "checkpoint_every": 3, "log_every": 2}
+    full = make(name, bands, **settings)
+    full.fit(bands, Run(tmp_path / "full"))
+
+    killed = make(name, bands, **settings)
+    real_step = killed.train_step
+
+    def dies_at_step_4(next_batch, step, g):
+        if step == 4:
+            raise KeyboardInterrupt  # what a kill between checkpoints looks like to the loop
+        return real_step(next_batch, step, g)
+
+    monkeypatch.setattr(killed, "train_step", dies_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit(bands, Run(tmp_path / "killed"))
+    _, meta = read_checkpoint(tmp_path / "killed" / CHECKPOINT)
+    assert meta["state"]["step"] == 3
+
+    resumed = make(name, bands, **settings)  # a fresh process: nothing carried over but the run folder
+    summary = resumed.fit(bands, Run(tmp_path / "killed", resume=True), resume=True)
+    assert summary["steps"] == 6
+    for net_name, net in full.networks().items():  # bit-identical on CPU: same ops, same RNG streams
+        other = resumed.networks()[net_name].state_dict()
+        for key, value in net.state_dict().items():
+            assert torch.equal(value, other[key]), f"{net_name}.{key} differs after resume"
+    labels = torch.arange(3)
+    assert torch.equal(full.sample(labels, seed=0), resumed.sample(labels, seed=0))
+
+    def last_losses(run_dir):
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        row = [r for r in rows if "steps_per_second" in r][-1]
+        return {k: v for k, v in row.items() if k not in ("time", "steps_per_second")}
+
+    assert last_losses(tmp_path / "full") == last_losses(tmp_path / "killed")
+
+
+def _objective(name: str, gen, data: ImageDataset) -> float | None:
+    """A deterministic loss on fixed inputs, for the generators whose loss should simply go down."""
+    x = data.images[::4].float().div(127.5).sub(1.0)
+    y = data.labels[::4]
+    g = torch.Generator().manual_seed(123)
+    with torch.no_grad():
+        if name == "cvae":
+            return float(gen.losses(x, y, eps=None)["recon"])
+        if name == "diffusion":
+            t = torch.randint(0, gen.cfg.num_train_timesteps, (len(y),), generator=g)
+            noise = torch.randn(len(y), 1, *gen.padded, generator=g)
+            return float(gen.noise_prediction_loss(x, y, t, noise))
+    return None  # GAN losses are a game, not a descent: the class-structure check below is its test
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tiny_generator_learns_class_structure(name, bands):
+    gen = make(name, bands, **{"log_every": 50, **LEARN[name]}, batch_size=32)
+    labels = torch.arange(3).repeat_interleave(20)
+    before_acc = template_accuracy(gen.sample(labels, seed=0), labels, bands)
+    before_loss = _objective(name, gen, bands)
+    gen.fit(bands)
+    after_acc = template_accuracy(gen.sample(labels, seed=0), labels, bands)
+    assert before_acc < 0.6 and after_acc >= 0.9, (before_acc, after_acc)  # samples land in their own class
+    if before_loss is not None:
+        after_loss = _objective(name, gen, bands)
+        assert after_loss < 0.6 * before_loss, (before_loss, after_loss)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nan_loss_stops_with_clear_error_and_keeps_good_checkpoint(name, bands, tmp_path, monkeypatch):
+    gen = make(name, bands, steps=8, checkpoint_every=2, log_every=2)
+    real_step = gen.train_step
+    first_net = next(iter(gen.networks().values()))
+
+    def poisoned(next_batch, step, g):
+        if step == 4:  # a weight goes NaN, as after an exploding update
+            with torch.no_grad():
+                next(first_net.parameters()).fill_(float("nan"))
+        return real_step(next_batch, step, g)
+
+    monkeypatch.setattr(gen, "train_step", poisoned)
+    with pytest.raises(GeneratorDiverged, match="last good checkpoint .* is kept"):
+        gen.fit(bands, Run(tmp_path / "run"))
+    tensors, meta = read_checkpoint(tmp_path / "run" / CHECKPOINT)
+    assert meta["state"]["step"] == 4
+    assert all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point())
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("health") == "nonfinite" for r in rows)
+    assert "non-finite" in (tmp_path / "run" / "log.txt").read_text()
+
+
+def test_class_diversity_flags_a_constructed_collapse():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(2).repeat_interleave(8)
+    diverse = torch.randint(0, 256, (16, 1, 8, 8), generator=g, dtype=torch.uint8)
+    div = class_diversity(diverse, labels, 2)
+    assert all(0.3 < d < 0.5 for d in div)  # uniform noise: RMS distance ~ 0.41
+    collapsed = diverse.clone()
+    collapsed[8:] = collapsed[8]  # every "b" sample is the same image
+    assert class_diversity(collapsed, labels, 2)[1] == 0.0
+
+    monitor = HealthMonitor(d_win_loss=0.05, d_win_windows=3, diversity_drop=0.5, class_names=["a", "b"])
+    assert monitor.check_diversity(div) == []
+    warnings = monitor.check_diversity(class_diversity(collapsed, labels, 2))
+    assert len(warnings) == 1 and warnings[0].check == "diversity" and "b (" in warnings[0].message
+    assert "a (" not in warnings[0].message
+
+
+def test_discriminator_win_needs_consecutive_windows():
+    monitor = HealthMonitor(d_win_loss=0.05, d_win_windows=3, diversity_drop=0.5, class_names=["a"])
+    assert monitor.check_losses({"d_loss": 0.01}) == [] and monitor.check_losses({"d_loss": 0.01}) == []
+    assert monitor.check_losses({"d_loss": 1.0}) == []  # a healthy window resets the streak
+    for _ in range(2):
+        assert monitor.check_losses({"d_loss": 0.01}) == []
+    assert [w.check for w in monitor.check_losses({"d_loss": 0.01})] == ["d_wins"]
+    assert [w.check for w in monitor.check_losses({"d_loss": float("nan")})][0] == "nonfinite"
+
+
+def test_unhealthy_gan_stops_and_restores_last_healthy_checkpoint(bands, tmp_path):
+    # d_win_loss so high that every window counts as "D wins": the check fires at the 2nd window (step 4)
+    gen = make("cgan", bands, steps=10, log_every=2, checkpoint_every=2, d_win_loss=1e9, d_win_windows=2,
+               stop_on_unhealthy=True)
+    summary = gen.fit(bands, Run(tmp_path / "run"))
+    assert summary["stop_reason"] == "unhealthy:d_wins" and summary["steps"] == 2
+    tensors, _ = read_checkpoint(tmp_path / "run" / CHECKPOINT)
+    for key, value in gen.G.state_dict().items():
+        assert torch.equal(value, tensors[f"G.{key}"])
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r.get("health") == "d_wins"] == [4]
+
+
+def test_collapse_during_training_is_logged(bands, tmp_path, monkeypatch):
+    gen = make("cgan", bands, steps=4, sample_every=2)
+    real_sample = gen.sample
+    calls = []
+
+    def collapsing_sample(labels, seed, batch_size=256):
+        images = real_sample(labels, seed, batch_size)
+        calls.append(1)
+        return images if len(calls) == 1 else images[:1].expand_as(images).clone()  # 2nd check: all the same
+
+    monkeypatch.setattr(gen, "sample", collapsing_sample)
+    summary = gen.fit(bands, Run(tmp_path / "run"))
+    assert summary["health_warnings"] >= 1
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r.get("health") == "diversity"] == [4]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("op", DIFFAUGMENT_OPS)
+def test_diffaugment_ops_keep_shape_are_seeded_and_differentiable(op, channels):
+    x = torch.rand(4, channels, 16, 16, requires_grad=True)
+    out = diff_augment(x * 2 - 1, [op], torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    again = diff_augment(x * 2 - 1, [op], torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    out.square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_diffaugment_translation_and_cutout_do_what_they_say():
+    x = torch.zeros(64, 1, 16, 16)
+    x[:, :, 8, 8] = 1.0
+    moved = translation(x, torch.Generator().manual_seed(0))
+    where = moved.flatten(1).argmax(1)
+    dy, dx = where // 16 - 8, where % 16 - 8
+    assert (moved.flatten(1).sum(1) == 1).all()  # the pixel moved, never lost: shifts stay within 2 px
+    assert dy.abs().max() <= 2 and dx.abs().max() <= 2 and (dy != 0).any() and (dx != 0).any()
+    ones = torch.ones(64, 1, 16, 16)
+    cut = cutout(ones, torch.Generator().manual_seed(0))
+    zeros = (cut == 0).flatten(1).sum(1)
+    assert zeros.max() == 64 and (zeros > 0).all()  # an 8x8 square, clipped at the border
+    with pytest.raises(ValueError, match="unknown DiffAugment"):
+        diff_augment(ones, ["rotate"], torch.Generator())
+
+
+@pytest.mark.parametrize("size,channels", [(28, 1), (32, 3), (12, 1)])
+@pytest.mark.parametrize("name", NAMES)
+def test_generators_build_and_sample_at_common_sizes(name, size, channels):
+    cls = GENERATORS.resolve(name)[0]
+    gen = cls(generator_config(name, {**TINY[name], "progress": False}), (channels, size, size), ["a", "b"])
+    images = gen.sample(torch.tensor([0, 1]), seed=0)
+    assert images.shape == (2, channels, size, size) and images.dtype == torch.uint8
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="loss"):
+        generator_config("cgan", {"loss": "wasserstein"})
+    with pytest.raises(ConfigError, match="diffaugment"):
+        generator_config("cgan", {"diffaugment": ["rotate"]})
+    with pytest.raises(ConfigError, match="unknown key"):
+        generator_config("cvae", {"latent": 3})
+    with pytest.raises(ConfigError, match="sampling_steps"):
+        generator_config("diffusion", {"sampling_steps": 0})
+    with pytest.raises(ValueError, match="halve"):
+        GENERATORS.resolve("cgan")[0](generator_config("cgan", {}), (1, 7, 7), ["a"])
+
+
+def test_cli_generator_choices_match_registry():
+    from synthaug.cli.main import build_parser
+
+    parser = build_parser()
+    gen_cmd = parser._subparsers._group_actions[0].choices["generator"]
+    fit = gen_cmd._subparsers._group_actions[0].choices["fit"]
+    action = next(a for a in fit._actions if a.dest == "generator")
+    assert list(action.choices) == NAMES
+    for name in NAMES:
+        assert name in action.help
+
+
+def test_cli_fit_and_sample_end_to_end(tmp_path, capsys):
+    from synthaug.cli.main import main
+    from synthaug.training.checkpoint import load_tensors
+
+    run_dir, out = tmp_path / "run", tmp_path / "samples"
+    yaml_path = tmp_path / "gen.yaml"
+    yaml_path.write_text("generator: cgan\nconfig:\n  g_width: 8\n  d_width: 8\n  noise_dim: 16\n")
+    args = ["generator", "fit", "--dataset", "digits", "--per-class", "5", "--classes", "0,1,7", "--config",
+            str(yaml_path), "--steps", "4", "--batch-size", "8", "--set", "diffaugment=translation,cutout,color",
+            "--sample-every", "2", "--no-progress", "--out", str(run_dir)]
+    assert main(args) == 0
+    for name in ("config.json", "log.txt", "metrics.jsonl", CHECKPOINT, "generator.json", "generator.safetensors",
+                 "summary.json", "samples/step_000002.png", "samples/step_000004.png"):
+        assert (run_dir / name).is_file(), name
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["generator"] == "cgan" and config["data"]["per_class"] == 5
+    assert config["config"]["g_width"] == 8 and config["config"]["diffaugment"] == ["translation", "cutout", "color"]
+    assert config["config"]["steps"] == 4 and config["config"]["loss"] == "hinge"  # defaults resolved
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 4
+
+    assert main(args) == 2  # the folder already holds a run
+    changed = args[:-2] + ["--set", "loss=bce", "--out", str(run_dir), "--resume"]
+    assert main(changed) == 2 and "settings differ" in capsys.readouterr().err
+    assert main(args[:args.index("--steps") + 1] + ["6"] + args[args.index("--steps") + 2:] + ["--resume"]) == 0
+
+    assert main(["generator", "sample", "--run", str(run_dir), "--per-class", "4", "--seed", "3", "--out", str(out)]) == 0
+    tensors = load_tensors(out / "images.safetensors")
+    assert tensors["images"].shape == (12, 1, 8, 8) and tensors["images"].dtype == torch.uint8
+    assert tensors["labels"].dtype == torch.int64 and tensors["labels"].tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    info = json.loads((out / "samples.json").read_text())
+    assert info["generator"] == "cgan" and info["seed"] == 3 and info["counts"] == {"0": 4, "1": 4, "7": 4}
+    assert (out / "grid.png").is_file()
+    again = load_generator(run_dir).sample(tensors["labels"], seed=3)
+    assert torch.equal(again, tensors["images"])
+    assert main(["generator", "sample", "--run", str(tmp_path), "--per-class", "1", "--out", str(tmp_path / "x")]) == 2
