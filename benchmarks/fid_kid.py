@@ -1,0 +1,180 @@
+"""FID and KID: synthaug.metrics against torchmetrics on the same feature arrays, in one process.
+
+Both sides get identical features (float32, as a network emits them): 10k real and 10k fake rows of
+ReLU-like activations (non-negative, correlated, shifted and rescaled for the fake set), for each
+feature dimension asked. For each we print the two values, their relative difference and the time
+ratio. torchmetrics draws its KID subsets from the global torch RNG; to compare values on the *same*
+subsets we replay its permutations and evaluate our kernel estimator on them ("same subsets"), and we
+also time our own seeded `kid()` end to end. Run:
+
+    .venv/bin/python benchmarks/fid_kid.py [--n 10000] [--dims 512 2048] [--threads 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class GivenFeatures(nn.Module):
+    """torchmetrics 'feature extractor' returning its input, so that it sees exactly our arrays."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.num_features = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def make_features(n: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Real and fake feature sets shaped like pooled CNN activations (float32, >= 0, correlated)."""
+    rng = np.random.default_rng(seed)
+    rank = min(dim, 256)  # activations live near a low-dimensional subspace
+    basis = rng.normal(size=(rank, dim)).astype(np.float32) / np.sqrt(rank)
+    real = np.maximum(rng.normal(size=(n, rank)).astype(np.float32) @ basis + 0.3, 0.0)
+    noise = 0.1 * rng.normal(size=(n, dim)).astype(np.float32)
+    fake = np.maximum(1.1 * (rng.normal(size=(n, rank)).astype(np.float32) @ basis) + 0.35, 0.0) + np.abs(noise)
+    return real.astype(np.float32), fake.astype(np.float32)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+def torchmetrics_fid(real: np.ndarray, fake: np.ndarray, batch: int = 1000) -> float:
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    metric = FrechetInceptionDistance(feature=GivenFeatures(real.shape[1]))
+    for start in range(0, len(real), batch):  # updates in batches, as an evaluation loop feeds it
+        metric.update(torch.from_numpy(real[start:start + batch]), real=True)
+        metric.update(torch.from_numpy(fake[start:start + batch]), real=False)
+    return float(metric.compute())
+
+
+def torchmetrics_kid(real: np.ndarray, fake: np.ndarray, subsets: int, subset_size: int, seed: int) -> tuple[float, float]:
+    import warnings
+
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "will save all extracted features in buffer"
+        metric = KernelInceptionDistance(feature=GivenFeatures(real.shape[1]), subsets=subsets, subset_size=subset_size)
+    metric.update(torch.from_numpy(real), real=True)
+    metric.update(torch.from_numpy(fake), real=False)
+    torch.manual_seed(seed)
+    mean, std = metric.compute()
+    return float(mean), float(std)
+
+
+def ours_kid_on_torchmetrics_subsets(real: np.ndarray, fake: np.ndarray, subsets: int, subset_size: int,
+                                     seed: int) -> tuple[float, float]:
+    """Our unbiased polynomial MMD^2 on the subsets torchmetrics drew (its randperm sequence, replayed)."""
+    from synthaug.metrics import polynomial_mmd2
+
+    torch.manual_seed(seed)
+    real_t, fake_t = torch.from_numpy(real), torch.from_numpy(fake)
+    values = []
+    for _ in range(subsets):
+        real_idx = torch.randperm(len(real))[:subset_size]
+        fake_idx = torch.randperm(len(fake))[:subset_size]
+        values.append(polynomial_mmd2(real_t[real_idx], fake_t[fake_idx]))
+    return float(np.mean(values)), float(np.std(values))
+
+
+def relative(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(b), 1e-300)
+
+
+def bench_dim(dim: int, args: argparse.Namespace) -> dict[str, Any]:
+    from synthaug.metrics import fid_from_features, kid
+
+    real, fake = make_features(args.n, dim, args.seed)
+    row: dict[str, Any] = {"dim": dim, "n": args.n}
+    row["fid_ours"], row["fid_ours_s"] = timed(lambda: fid_from_features(real, fake))
+    row["fid_torchmetrics"], row["fid_torchmetrics_s"] = timed(lambda: torchmetrics_fid(real, fake))
+    print(f"  d={dim} FID done", flush=True)
+    (tm_mean, tm_std), row["kid_torchmetrics_s"] = timed(
+        lambda: torchmetrics_kid(real, fake, args.kid_subsets, args.kid_subset_size, args.seed))
+    (same_mean, same_std), row["kid_ours_same_subsets_s"] = timed(
+        lambda: ours_kid_on_torchmetrics_subsets(real, fake, args.kid_subsets, args.kid_subset_size, args.seed))
+    own, row["kid_ours_s"] = timed(lambda: kid(real, fake, args.kid_subsets, args.kid_subset_size, seed=args.seed))
+    row.update(kid_torchmetrics=tm_mean, kid_torchmetrics_std=tm_std, kid_ours_same_subsets=same_mean,
+               kid_ours_same_subsets_std=same_std, kid_ours=own.mean, kid_ours_std=own.std)
+    row["fid_rel_diff"] = relative(row["fid_ours"], row["fid_torchmetrics"])
+    row["kid_rel_diff_same_subsets"] = relative(same_mean, tm_mean)
+    row["fid_speedup"] = row["fid_torchmetrics_s"] / row["fid_ours_s"]
+    row["kid_speedup"] = row["kid_torchmetrics_s"] / row["kid_ours_s"]
+    return row
+
+
+def warm_up() -> None:
+    """One small run of each path first: library loading and MKL/OpenBLAS first-call set-up are not timed."""
+    from synthaug.metrics import fid_from_features, kid
+
+    real, fake = make_features(300, 32, 1)
+    fid_from_features(real, fake)
+    kid(real, fake, subsets=2, subset_size=100)
+    torchmetrics_fid(real, fake, batch=100)
+    torchmetrics_kid(real, fake, 2, 100, 0)
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import torchmetrics
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "torchmetrics": torchmetrics.__version__, "numpy": np.__version__, "python": platform.python_version(),
+            "load_average_start": os.getloadavg()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=10_000, help="rows in each of the real and fake sets")
+    parser.add_argument("--dims", type=int, nargs="+", default=[512, 2048], help="feature dimensions to run")
+    parser.add_argument("--kid-subsets", type=int, default=100)
+    parser.add_argument("--kid-subset-size", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    info = machine()
+    print(json.dumps(info))
+    warm_up()
+    rows = [bench_dim(dim, args) for dim in args.dims]
+    info["load_average_end"] = os.getloadavg()
+    print("\n| d | FID ours | FID torchmetrics | rel. diff | time ours / tm (s) | speed-up |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['dim']} | {r['fid_ours']:.6f} | {r['fid_torchmetrics']:.6f} | {r['fid_rel_diff']:.1e} | "
+              f"{r['fid_ours_s']:.2f} / {r['fid_torchmetrics_s']:.2f} | {r['fid_speedup']:.1f}x |")
+    print("\n| d | KID ours, same subsets | KID torchmetrics | rel. diff | KID ours, own seeded subsets | "
+          "time ours / tm (s) | speed-up |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['dim']} | {r['kid_ours_same_subsets']:.6e} | {r['kid_torchmetrics']:.6e} | "
+              f"{r['kid_rel_diff_same_subsets']:.1e} | {r['kid_ours']:.6e} +- {r['kid_ours_std']:.1e} | "
+              f"{r['kid_ours_s']:.2f} / {r['kid_torchmetrics_s']:.2f} | {r['kid_speedup']:.2f}x |")
+    print(f"\nload average: start {info['load_average_start']}, end {info['load_average_end']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "args": vars(args), "results": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
