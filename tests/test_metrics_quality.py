@@ -150,6 +150,7 @@ def test_polynomial_mmd_agrees_with_torchmetrics_and_torch_fidelity():
     assert ours == pytest.approx(tf, rel=1e-10)
 
 
+@pytest.mark.filterwarnings("ignore:Metric .* will save all extracted features")
 def test_kid_on_whole_sets_equals_torchmetrics():
     from torchmetrics.image.kid import KernelInceptionDistance
 
@@ -220,6 +221,7 @@ def test_inception_score_agrees_with_torch_fidelity():
     assert ours.std == pytest.approx(tf["inception_score_std"], rel=1e-8)
 
 
+@pytest.mark.filterwarnings("ignore:Metric .* will save all extracted features")
 def test_inception_score_agrees_with_torchmetrics_given_its_shuffle():
     from torchmetrics.image.inception import InceptionScore
 

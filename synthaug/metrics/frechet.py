@@ -47,6 +47,8 @@ def _as_float64(a: ArrayLike, name: str, ndim: int) -> torch.Tensor:
     t = torch.as_tensor(a).detach().to(device="cpu", dtype=torch.float64)
     if t.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
     return t
 
 
