@@ -5,7 +5,9 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
-torch.set_num_threads(2)
+# One thread: tiny test models run faster on one, and it keeps tests immune to a busy machine
+# (two OpenMP threads on two shared cores can slow a step 30x).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

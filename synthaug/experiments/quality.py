@@ -17,6 +17,7 @@ import torch
 from synthaug.data import DatasetSplits, ImageDataset, load_data
 from synthaug.experiments import steps
 from synthaug.experiments.context import Experiment
+from synthaug.synthetic.evaluate import quality_metrics
 
 MAX_PER_SET = 2000  # features per set for the quality metrics (MMD permutations are quadratic)
 
@@ -54,36 +55,6 @@ def _subsample(ds: ImageDataset, n: int, seed: int) -> ImageDataset:
     return ds.subset(idx)
 
 
-def quality_metrics(real_test: np.ndarray, real_train: np.ndarray, synthetic: np.ndarray, synthetic_probs: np.ndarray,
-                    seed: int) -> dict[str, float]:
-    from synthaug import metrics as M
-
-    out: dict[str, float] = {"fid": M.fid_from_features(real_test, synthetic)}
-    kid = M.kid(real_test, synthetic, subsets=20, subset_size=min(500, len(real_test), len(synthetic)), seed=seed)
-    out["kid"] = float(kid[0] if isinstance(kid, tuple) else kid["mean"] if isinstance(kid, dict) else kid)
-    out["inception_score"] = _first(M.inception_score(synthetic_probs, splits=1))
-    pr = M.precision_recall(real_test, synthetic, k=5)
-    dc = M.density_coverage(real_test, synthetic, k=5)
-    out.update({"precision": _get(pr, "precision", 0), "recall": _get(pr, "recall", 1),
-                "density": _get(dc, "density", 0), "coverage": _get(dc, "coverage", 1)})
-    mmd = M.mmd_permutation_test(real_test[:1000], synthetic[:1000], permutations=200, seed=seed)
-    out["mmd"], out["mmd_p_value"] = _get(mmd, "mmd", 0), _get(mmd, "p_value", 1)
-    out["memorisation_ratio"] = _first(M.memorisation_ratio(synthetic, real_train))
-    return {k: float(v) for k, v in out.items()}
-
-
-def _first(value: Any) -> float:
-    if isinstance(value, dict):
-        return float(next(iter(value.values())))
-    if isinstance(value, (tuple, list)):
-        return float(value[0])
-    return float(value)
-
-
-def _get(value: Any, key: str, index: int) -> float:
-    return float(value[key] if isinstance(value, dict) else value[index])
-
-
 def record_quality(exp: Experiment, name: str, seed: int, splits: DatasetSplits, synthetic: ImageDataset,
                    experiment: str = "quality") -> dict[str, float]:
     model = evaluator(exp)
@@ -107,13 +78,17 @@ def record_quality(exp: Experiment, name: str, seed: int, splits: DatasetSplits,
     return values
 
 
+def _is_loss(key: str) -> bool:
+    return key == "loss" or key.endswith("_loss") or key.startswith("loss_")
+
+
 def generator_loss_stats(generator_dir: str | Path) -> dict[str, float]:
     """Loss stability from a generator's metrics.jsonl: std of each loss over the second half, and warnings."""
     rows = [json.loads(line) for line in (Path(generator_dir) / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    out: dict[str, float] = {"health_warnings": float(sum(1 for r in rows if "warning" in r or r.get("event") == "warning"))}
-    losses = [r for r in rows if any(k.startswith("loss") for k in r)]
+    out: dict[str, float] = {"health_warnings": float(sum(1 for r in rows if "health" in r))}
+    losses = [r for r in rows if any(_is_loss(k) for k in r)]
     half = losses[len(losses) // 2 :]
-    for key in sorted({k for r in half for k in r if k.startswith("loss")}):
+    for key in sorted({k for r in half for k in r if _is_loss(k)}):
         values = np.array([r[key] for r in half if isinstance(r.get(key), (int, float))], dtype=float)
         if len(values) > 1:
             out[f"{key}_std"] = float(values.std(ddof=1))

@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from synthaug.config import from_dict
 from synthaug.data import DataConfig, DatasetSplits, ImageDataset
 from synthaug.experiments.config import GeneratorSpec, SyntheticSpec
 from synthaug.runs import Run
@@ -50,10 +48,10 @@ class StepCache:
 def fit_generator(cache: StepCache, spec: GeneratorSpec, data_cfg: DataConfig, real: ImageDataset, seed: int,
                   device: str, overrides: dict[str, Any] | None = None, label: str | None = None) -> tuple[Path, dict]:
     """Train (or reuse) a generator on `real`; returns its folder and {seconds, ...}."""
-    from synthaug.generators import GENERATORS
+    from synthaug.generators.api import build_generator, generator_config
 
-    cls = GENERATORS.resolve(spec.generator)[0]
-    gen_cfg = from_dict(cls.Config, {**spec.config, **(overrides or {}), "seed": seed, "device": device, "progress": False})
+    settings = {**spec.config, **(overrides or {}), "seed": seed, "device": device, "progress": False}
+    gen_cfg = generator_config(spec.generator, settings)
     key = {"data": data_cfg, "generator": spec.generator, "config": gen_cfg}
     folder = cache.folder("generators", label or spec.name, key)
     if (info := cache.done(folder)) is not None:
@@ -61,14 +59,14 @@ def fit_generator(cache: StepCache, spec: GeneratorSpec, data_cfg: DataConfig, r
         return folder, info
     run = Run(folder, resume=True)
     run.write_config({"data": data_cfg, "generator": spec.generator, "config": gen_cfg})
-    generator = cls(gen_cfg, tuple(real.images.shape[1:]), real.class_names)
+    generator = build_generator(spec.generator, settings, real)
     start = time.perf_counter()
     summary = generator.fit(real, run, resume=True)
     seconds = time.perf_counter() - start
     generator.save(folder)
     run.close()
     return folder, cache.finish(folder, {"seconds": seconds, "summary": to_jsonable(summary or {}),
-                                         "device": str(gen_cfg.device), "images": len(real)})
+                                         "device": _device(device), "images": len(real)})
 
 
 def make_synthetic_set(cache: StepCache, generator_dir: Path, spec: SyntheticSpec, seed: int, device: str,
@@ -77,8 +75,9 @@ def make_synthetic_set(cache: StepCache, generator_dir: Path, spec: SyntheticSpe
     from synthaug.synthetic import SynthConfig, make_synthetic
 
     cfg = SynthConfig(generator_run=str(generator_dir), per_class=per_class or spec.per_class, filters=list(spec.filters),
-                      oversample=spec.oversample, batch_size=spec.batch_size, seed=seed, device=_device(device), counts=counts)
-    key = {"generator": generator_dir.name, "config": replace(cfg, generator_run="")}
+                      oversample=spec.oversample, batch_size=spec.batch_size, seed=seed, device=_device(device), counts=counts,
+                      progress=False)
+    key = {"generator": generator_dir.name, "config": {**to_jsonable(cfg), "generator_run": None}}
     folder = cache.folder("synthetic", generator_dir.name.split("-")[0], key)
     if (info := cache.done(folder)) is not None:
         cache.reused.append(str(folder))

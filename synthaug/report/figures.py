@@ -41,7 +41,8 @@ def loss_figure(path: Path, generator_dirs: dict[str, Path]) -> Path | None:
         if not metrics.is_file():
             continue
         rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-        keys = sorted({k for r in rows for k in r if k.startswith("loss") and isinstance(r[k], (int, float))})
+        keys = sorted({k for r in rows for k in r if (k == "loss" or k.endswith("_loss") or k.startswith("loss_"))
+                       and isinstance(r[k], (int, float))})
         for key in keys:
             pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and "step" in r]
             if pts:

@@ -30,17 +30,19 @@ class EvaluateConfig:
 
 
 def quality_metrics(real_test: np.ndarray, real_train: np.ndarray, synthetic: np.ndarray, synthetic_probs: np.ndarray,
-                    seed: int) -> dict[str, float]:
-    """The sample-quality figures synthaug reports, from features (and the synthetic set's class probabilities)."""
+                    seed: int, mmd_points: int = 1000, permutations: int = 200) -> dict[str, float]:
+    """The sample-quality figures synthaug reports, from features (and the synthetic set's class probabilities).
+
+    FID, KID, precision/recall/density/coverage and MMD compare with `real_test`; memorisation compares
+    with `real_train`, the images the generator saw.
+    """
     from synthaug import metrics as M
 
-    kid_mean, _ = M.kid(real_test, synthetic, subsets=20, subset_size=min(500, len(real_test), len(synthetic)), seed=seed)
-    pr = M.precision_recall(real_test, synthetic, k=5)
-    dc = M.density_coverage(real_test, synthetic, k=5)
-    mmd, p_value = M.mmd_permutation_test(real_test[:1000], synthetic[:1000], permutations=200, seed=seed)
-    return {"fid": float(M.fid_from_features(real_test, synthetic)), "kid": float(kid_mean),
-            "inception_score": float(M.inception_score(synthetic_probs, splits=1)[0]),
-            "precision": float(pr["precision"]), "recall": float(pr["recall"]),
-            "density": float(dc["density"]), "coverage": float(dc["coverage"]),
-            "mmd": float(mmd), "mmd_p_value": float(p_value),
-            "memorisation_ratio": float(M.memorisation_ratio(synthetic, real_train)["ratio"])}
+    kid = M.kid(real_test, synthetic, subsets=20, subset_size=min(500, len(real_test), len(synthetic)), seed=seed)
+    manifold = M.prdc(real_test, synthetic, k=5)
+    mmd = M.mmd_permutation_test(real_test[:mmd_points], synthetic[:mmd_points], permutations=permutations, seed=seed)
+    return {"fid": float(M.fid_from_features(real_test, synthetic)), "kid": kid.mean,
+            "inception_score": M.inception_score(synthetic_probs, splits=1).mean,
+            "precision": manifold.precision, "recall": manifold.recall, "density": manifold.density,
+            "coverage": manifold.coverage, "mmd": mmd.mmd, "mmd_p_value": mmd.p_value,
+            "memorisation_ratio": M.memorisation_ratio(synthetic, real_train).ratio}

@@ -35,6 +35,7 @@ class SynthConfig:
     batch_size: int = 256  # images per generator call
     export_png: bool = False  # also write png/<class>/<i>.png
     device: str = "cpu"  # where the generator and the filter classifier run
+    progress: bool = True  # show a progress bar
     seed: int = 0  # seed of the sampling noise
 
     def __post_init__(self) -> None:
@@ -112,7 +113,7 @@ def make_synthetic(cfg: SynthConfig, out: str | Path, real: ImageDataset | None 
     pool_scores: dict[str, list[np.ndarray]] = {f.name: [] for f in filters}
     generated = {c: 0 for c in wanted}
     kept_mask = np.zeros(0, dtype=bool)
-    bar = tqdm(total=sum(target.values()), desc="synth", unit="img", leave=False)
+    bar = tqdm(total=sum(target.values()), desc="synth", unit="img", leave=False, disable=not cfg.progress)
     for round_ in range(1000):
         kept_per = _kept_counts(kept_mask, pool_labels, wanted)
         need = {c: target[c] - kept_per[c] for c in wanted}
