@@ -4,8 +4,9 @@ Both sides get identical features (float32, as a network emits them): 10k real a
 ReLU-like activations (non-negative, correlated, shifted and rescaled for the fake set), for each
 feature dimension asked. For each we print the two values, their relative difference and the time
 ratio. torchmetrics draws its KID subsets from the global torch RNG; to compare values on the *same*
-subsets we replay its permutations and evaluate our kernel estimator on them ("same subsets"), and we
-also time our own seeded `kid()` end to end. Run:
+subsets we replay its permutations and evaluate our per-subset estimator (`polynomial_mmd2`, which
+`kid()` loops over with its own seeded subsets) on them, in full float64 and with the opt-in float32
+Gram matrices. Run:
 
     .venv/bin/python benchmarks/fid_kid.py [--n 10000] [--dims 512 2048] [--threads 2] [--json out.json]
 """
@@ -78,7 +79,7 @@ def torchmetrics_kid(real: np.ndarray, fake: np.ndarray, subsets: int, subset_si
 
 
 def ours_kid_on_torchmetrics_subsets(real: np.ndarray, fake: np.ndarray, subsets: int, subset_size: int,
-                                     seed: int) -> tuple[float, float]:
+                                     seed: int, gram_dtype: str) -> tuple[float, float]:
     """Our unbiased polynomial MMD^2 on the subsets torchmetrics drew (its randperm sequence, replayed)."""
     from synthaug.metrics import polynomial_mmd2
 
@@ -88,7 +89,7 @@ def ours_kid_on_torchmetrics_subsets(real: np.ndarray, fake: np.ndarray, subsets
     for _ in range(subsets):
         real_idx = torch.randperm(len(real))[:subset_size]
         fake_idx = torch.randperm(len(fake))[:subset_size]
-        values.append(polynomial_mmd2(real_t[real_idx], fake_t[fake_idx]))
+        values.append(polynomial_mmd2(real_t[real_idx], fake_t[fake_idx], gram_dtype=gram_dtype))
     return float(np.mean(values)), float(np.std(values))
 
 
@@ -97,7 +98,7 @@ def relative(a: float, b: float) -> float:
 
 
 def bench_dim(dim: int, args: argparse.Namespace) -> dict[str, Any]:
-    from synthaug.metrics import fid_from_features, kid
+    from synthaug.metrics import fid_from_features
 
     real, fake = make_features(args.n, dim, args.seed)
     row: dict[str, Any] = {"dim": dim, "n": args.n}
@@ -106,15 +107,15 @@ def bench_dim(dim: int, args: argparse.Namespace) -> dict[str, Any]:
     print(f"  d={dim} FID done", flush=True)
     (tm_mean, tm_std), row["kid_torchmetrics_s"] = timed(
         lambda: torchmetrics_kid(real, fake, args.kid_subsets, args.kid_subset_size, args.seed))
-    (same_mean, same_std), row["kid_ours_same_subsets_s"] = timed(
-        lambda: ours_kid_on_torchmetrics_subsets(real, fake, args.kid_subsets, args.kid_subset_size, args.seed))
-    own, row["kid_ours_s"] = timed(lambda: kid(real, fake, args.kid_subsets, args.kid_subset_size, seed=args.seed))
-    row.update(kid_torchmetrics=tm_mean, kid_torchmetrics_std=tm_std, kid_ours_same_subsets=same_mean,
-               kid_ours_same_subsets_std=same_std, kid_ours=own.mean, kid_ours_std=own.std)
+    for gram in ("float64", "float32"):
+        (mean, std), row[f"kid_ours_{gram}_s"] = timed(
+            lambda: ours_kid_on_torchmetrics_subsets(real, fake, args.kid_subsets, args.kid_subset_size, args.seed, gram))
+        row[f"kid_ours_{gram}"], row[f"kid_ours_{gram}_std"] = mean, std
+        row[f"kid_{gram}_rel_diff"] = relative(mean, tm_mean)
+        row[f"kid_{gram}_speedup"] = row["kid_torchmetrics_s"] / row[f"kid_ours_{gram}_s"]
+    row.update(kid_torchmetrics=tm_mean, kid_torchmetrics_std=tm_std)
     row["fid_rel_diff"] = relative(row["fid_ours"], row["fid_torchmetrics"])
-    row["kid_rel_diff_same_subsets"] = relative(same_mean, tm_mean)
     row["fid_speedup"] = row["fid_torchmetrics_s"] / row["fid_ours_s"]
-    row["kid_speedup"] = row["kid_torchmetrics_s"] / row["kid_ours_s"]
     return row
 
 
@@ -125,6 +126,7 @@ def warm_up() -> None:
     real, fake = make_features(300, 32, 1)
     fid_from_features(real, fake)
     kid(real, fake, subsets=2, subset_size=100)
+    kid(real, fake, subsets=2, subset_size=100, gram_dtype="float32")
     torchmetrics_fid(real, fake, batch=100)
     torchmetrics_kid(real, fake, 2, 100, 0)
 
@@ -163,13 +165,14 @@ def main() -> None:
     for r in rows:
         print(f"| {r['dim']} | {r['fid_ours']:.6f} | {r['fid_torchmetrics']:.6f} | {r['fid_rel_diff']:.1e} | "
               f"{r['fid_ours_s']:.2f} / {r['fid_torchmetrics_s']:.2f} | {r['fid_speedup']:.1f}x |")
-    print("\n| d | KID ours, same subsets | KID torchmetrics | rel. diff | KID ours, own seeded subsets | "
-          "time ours / tm (s) | speed-up |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| d | KID torchmetrics (float32) | KID ours, float64 | rel. diff | KID ours, float32 Gram | rel. diff | "
+          "time tm / ours f64 / ours f32 Gram (s) | speed-up f64, f32 Gram |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['dim']} | {r['kid_ours_same_subsets']:.6e} | {r['kid_torchmetrics']:.6e} | "
-              f"{r['kid_rel_diff_same_subsets']:.1e} | {r['kid_ours']:.6e} +- {r['kid_ours_std']:.1e} | "
-              f"{r['kid_ours_s']:.2f} / {r['kid_torchmetrics_s']:.2f} | {r['kid_speedup']:.2f}x |")
+        print(f"| {r['dim']} | {r['kid_torchmetrics']:.7e} | {r['kid_ours_float64']:.7e} | {r['kid_float64_rel_diff']:.1e} | "
+              f"{r['kid_ours_float32']:.7e} | {r['kid_float32_rel_diff']:.1e} | {r['kid_torchmetrics_s']:.2f} / "
+              f"{r['kid_ours_float64_s']:.2f} / {r['kid_ours_float32_s']:.2f} | "
+              f"{r['kid_float64_speedup']:.2f}x, {r['kid_float32_speedup']:.2f}x |")
     print(f"\nload average: start {info['load_average_start']}, end {info['load_average_end']}")
     if args.json:
         with open(args.json, "w") as f:

@@ -190,6 +190,15 @@ def test_kid_is_near_zero_for_one_distribution_and_positive_for_two():
     assert same.mean < 0.05 * shifted.mean
 
 
+def test_kid_float32_gram_is_an_accurate_opt_in():
+    real, fake = _features(300, 64, 41, shift=0.5), _features(300, 64, 42, shift=0.6)
+    exact = kid(real, fake, subsets=5, subset_size=200, seed=3)
+    fast = kid(real, fake, subsets=5, subset_size=200, seed=3, gram_dtype="float32")
+    assert fast.mean == pytest.approx(exact.mean, rel=1e-5, abs=1e-4 * exact.std)
+    with pytest.raises(ValueError, match="gram_dtype"):
+        kid(real, fake, subsets=1, subset_size=10, gram_dtype="float16")
+
+
 def test_kid_subset_size_checks():
     a = np.zeros((10, 3)) + np.arange(10)[:, None]
     with pytest.raises(ValueError, match="larger than the fake set"):

@@ -23,6 +23,7 @@ from synthaug.metrics.distances import (
 )
 
 Estimator = Literal["unbiased", "biased"]
+GramDtype = Literal["float64", "float32"]
 
 
 @dataclass(frozen=True)
@@ -56,29 +57,39 @@ def _mmd2_from_sums(sum_xx: float, sum_yy: float, sum_xy: float, trace_xx: float
 
 
 def polynomial_mmd2(x: ArrayLike, y: ArrayLike, degree: int = 3, gamma: float | None = None,
-                    coef0: float = 1.0) -> float:
+                    coef0: float = 1.0, gram_dtype: GramDtype = "float64") -> float:
     """Unbiased MMD^2 with the kernel k(a, b) = (gamma a.b + coef0)^degree, gamma = 1/D by default.
 
     The estimator of Binkowski et al. 2018 (KID), as torchmetrics and torch-fidelity compute it.
+    ``gram_dtype="float32"`` computes the inner products a.b in float32 (about 1.7x faster, the bulk of
+    the work); kernel values and their sums stay float64 either way.
     """
     tx, ty = as_features(x, "x", min_rows=2), as_features(y, "y", min_rows=2)
     check_same_dim(tx, ty, ("x", "y"))
     gamma = 1.0 / tx.shape[1] if gamma is None else gamma
-    k_xx = (gamma * (tx @ tx.T) + coef0) ** degree
-    k_yy = (gamma * (ty @ ty.T) + coef0) ** degree
-    k_xy = (gamma * (tx @ ty.T) + coef0) ** degree
+    if gram_dtype not in ("float64", "float32"):
+        raise ValueError(f"gram_dtype must be 'float64' or 'float32', got {gram_dtype!r}")
+    if gram_dtype == "float32":
+        gx, gy = tx.float(), ty.float()
+        grams = [(a @ b.T).double() for a, b in ((gx, gx), (gy, gy), (gx, gy))]
+    else:
+        grams = [a @ b.T for a, b in ((tx, tx), (ty, ty), (tx, ty))]
+    k_xx, k_yy, k_xy = ((gamma * gram + coef0) ** degree for gram in grams)
     return _mmd2_from_sums(float(k_xx.sum()), float(k_yy.sum()), float(k_xy.sum()), float(k_xx.diagonal().sum()),
                            float(k_yy.diagonal().sum()), tx.shape[0], ty.shape[0], "unbiased")
 
 
 def kid(real: ArrayLike, fake: ArrayLike, subsets: int = 100, subset_size: int | None = 1000, degree: int = 3,
-        gamma: float | None = None, coef0: float = 1.0, seed: int = 0) -> KernelDistance:
+        gamma: float | None = None, coef0: float = 1.0, seed: int = 0, gram_dtype: GramDtype = "float64") -> KernelDistance:
     """Kernel Inception Distance: unbiased polynomial MMD^2 on `subsets` random subsets of each set.
 
     Each subset draws `subset_size` rows of `real` and of `fake` without replacement (numpy Generator
     seeded with `seed`). ``subset_size=None`` uses min(1000, len(real), len(fake)); an explicit size
     larger than either set is an error, as in the reference implementations.
     Values slightly below zero are valid: the estimator is unbiased, and 0 means 'same distribution'.
+
+    Full float64 by default. ``gram_dtype="float32"`` is an opt-in speed-up (~1.7x on CPU): on 2048-d
+    features it moved KID by ~1e-9, a millionth of the spread between subsets (benchmarks/fid_kid.py).
     """
     r, f = as_features(real, "real", min_rows=2), as_features(fake, "fake", min_rows=2)
     check_same_dim(r, f)
@@ -97,7 +108,7 @@ def kid(real: ArrayLike, fake: ArrayLike, subsets: int = 100, subset_size: int |
     for i in range(subsets):
         r_idx = torch.from_numpy(rng.choice(r.shape[0], subset_size, replace=False))
         f_idx = torch.from_numpy(rng.choice(f.shape[0], subset_size, replace=False))
-        values[i] = polynomial_mmd2(r[r_idx], f[f_idx], degree, gamma, coef0)
+        values[i] = polynomial_mmd2(r[r_idx], f[f_idx], degree, gamma, coef0, gram_dtype)
     return KernelDistance(mean=float(values.mean()), std=float(values.std()), subsets=subsets, subset_size=subset_size)
 
 
