@@ -6,7 +6,6 @@ import torch
 
 from synthaug.data import DataConfig, DatasetError, ImageDataset, load_data
 from synthaug.synthetic import FilterContext, parse_filter, read_manifest, read_synthetic, write_synthetic
-from synthaug.synthetic.filters import _nearest_distances
 
 
 def _ds(n=12, with_scores=True):
@@ -51,25 +50,30 @@ def test_corrupt_or_truncated_shard_names_the_file(tmp_path):
         read_synthetic(tmp_path / "nothing")
 
 
-class _IdentityClassifier(torch.nn.Module):
-    """Features = flattened pixels; logits = a fixed linear map, so filters see known numbers."""
+def _pixel_classifier(head_weights):
+    """A Classifier whose features are the raw pixel values and whose logits are a fixed linear map,
+    so filters see known numbers."""
+    from synthaug.classifiers import Backbone, Classifier
 
-    def __init__(self, weights):
-        super().__init__()
-        self.w = torch.nn.Parameter(weights, requires_grad=False)
+    class Pixels(Backbone):
+        def __init__(self):
+            super().__init__()
+            self.feature_dim = head_weights.shape[0]
+            self.head = torch.nn.Linear(self.feature_dim, head_weights.shape[1], bias=False)
+            self.head.weight.data = head_weights.T.clone()
 
-    def features(self, x):
-        return x.float().flatten(1)
+        def features(self, x):
+            return x.flatten(1)
 
-    def forward(self, x):
-        return self.features(x) @ self.w
+    # mean 0 and std 1/255 undo the uint8 -> [0, 1] scaling, so features are pixel values 0..255
+    return Classifier(Pixels(), 1, mean=[0.0], std=[1 / 255])
 
 
 def test_confidence_filter_threshold_and_top_k():
     # 2 classes, 1x1x2 "images": logit of class c is the pixel value c.
     images = torch.tensor([[250, 0], [0, 250], [10, 0], [120, 130]], dtype=torch.uint8).view(4, 1, 1, 2)
     labels = torch.tensor([0, 0, 1, 1])
-    ctx = FilterContext(_IdentityClassifier(torch.eye(2) * 0.1), images, labels)
+    ctx = FilterContext(_pixel_classifier(torch.eye(2) * 0.1), images, labels)
     f = parse_filter("confidence:tau=0.9")
     scores = f.score(images, labels, ctx)
     assert scores[0] > 0.99 and scores[1] < 0.01 and scores[2] < 0.5
@@ -80,7 +84,7 @@ def test_confidence_filter_threshold_and_top_k():
 
 def test_memorisation_and_dedup_filters():
     real = torch.tensor([[0], [100], [200], [250]], dtype=torch.uint8).view(4, 1, 1, 1)
-    ctx = FilterContext(_IdentityClassifier(torch.ones(1, 2)), real, torch.zeros(4, dtype=torch.long))
+    ctx = FilterContext(_pixel_classifier(torch.ones(1, 2)), real, torch.zeros(4, dtype=torch.long))
     # real-to-real nearest distances 100, 100, 50, 50: median 75; ratio 0.5 -> threshold 37.5
     candidates = torch.tensor([[2], [150], [199], [60]], dtype=torch.uint8).view(4, 1, 1, 1)
     labels = torch.zeros(4, dtype=torch.long)
@@ -91,16 +95,6 @@ def test_memorisation_and_dedup_filters():
     d = parse_filter("dedup:ratio=0.1")  # threshold 7.5 pixels
     assert d.keep(d.score(dups, torch.zeros(5, dtype=torch.long), ctx), torch.zeros(5, dtype=torch.long)).tolist() == [
         True, False, True, False, False]
-
-
-def test_nearest_distances_match_scipy():
-    from scipy.spatial.distance import cdist
-
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=(50, 7)), rng.normal(size=(30, 7))
-    assert np.allclose(_nearest_distances(a, b, chunk=16), cdist(a, b).min(1))
-    self_d = cdist(a, a) + np.diag(np.full(50, np.inf))
-    assert np.allclose(_nearest_distances(a, a, exclude_self=True, chunk=16), self_d.min(1))
 
 
 def test_parse_filter_errors():

@@ -38,14 +38,11 @@ def evaluator(exp: Experiment) -> torch.nn.Module:
     return exp._evaluator
 
 
-@torch.no_grad()
 def _features(model: torch.nn.Module, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    model.eval()
-    feats, probs = [], []
-    for chunk in images.split(512):
-        feats.append(model.features(chunk).double())
-        probs.append(model(chunk).double().softmax(1))
-    return torch.cat(feats).numpy(), torch.cat(probs).numpy()
+    from synthaug.features import ClassifierFeatures
+
+    features, probs = ClassifierFeatures(model=model, progress=False).extract(images)
+    return features.astype(np.float64), probs
 
 
 def _subsample(ds: ImageDataset, n: int, seed: int) -> ImageDataset:

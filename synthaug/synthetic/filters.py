@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from synthaug.metrics.distances import kth_neighbour_distance, nearest_neighbours, pairwise_distances
 from synthaug.registry import Registry
 
 
@@ -23,26 +24,35 @@ class FilterContext:
     real_images: torch.Tensor
     real_labels: torch.Tensor
     batch_size: int = 512
+    _extractor: Any = field(default=None, repr=False)
     _real_features: np.ndarray | None = field(default=None, repr=False)
+    _real_nn_median: float | None = field(default=None, repr=False)
 
-    @torch.no_grad()
+    def extractor(self):
+        if self._extractor is None:
+            from synthaug.features import ClassifierFeatures
+
+            device = next(self.classifier.parameters()).device
+            self._extractor = ClassifierFeatures(model=self.classifier, device=device, batch_size=self.batch_size,
+                                                 progress=False)
+        return self._extractor
+
     def features(self, images: torch.Tensor) -> np.ndarray:
-        self.classifier.eval()
-        device = next(self.classifier.parameters()).device
-        out = [self.classifier.features(chunk.to(device)).float().cpu() for chunk in images.split(self.batch_size)]
-        return torch.cat(out).numpy().astype(np.float64) if out else np.zeros((0, 0))
+        return self.extractor().features(images)
 
-    @torch.no_grad()
     def probabilities(self, images: torch.Tensor) -> np.ndarray:
-        self.classifier.eval()
-        device = next(self.classifier.parameters()).device
-        out = [self.classifier(chunk.to(device)).float().softmax(1).cpu() for chunk in images.split(self.batch_size)]
-        return torch.cat(out).numpy() if out else np.zeros((0, 0))
+        return self.extractor().probabilities(images)
 
     def real_features(self) -> np.ndarray:
         if self._real_features is None:
             self._real_features = self.features(self.real_images)
         return self._real_features
+
+    def real_nn_median(self) -> float:
+        """Median distance from a real training image to its nearest other one: the scale of 'close'."""
+        if self._real_nn_median is None:
+            self._real_nn_median = float(np.median(kth_neighbour_distance(self.real_features(), k=1)))
+        return self._real_nn_median
 
 
 class SampleFilter:
@@ -61,20 +71,6 @@ class SampleFilter:
 
 
 FILTERS: Registry[SampleFilter] = Registry("filter")
-
-
-def _nearest_distances(query: np.ndarray, ref: np.ndarray, exclude_self: bool = False, chunk: int = 2048) -> np.ndarray:
-    """Euclidean distance from each query row to its nearest row of `ref`, in memory-bounded chunks."""
-    ref_sq = (ref**2).sum(1)
-    out = np.empty(len(query))
-    for start in range(0, len(query), chunk):
-        q = query[start : start + chunk]
-        d2 = (q**2).sum(1)[:, None] + ref_sq[None, :] - 2 * q @ ref.T
-        if exclude_self:
-            rows = np.arange(len(q))
-            d2[rows, start + rows] = np.inf
-        out[start : start + chunk] = np.sqrt(np.maximum(d2.min(1), 0))
-    return out
 
 
 @FILTERS.register("confidence")
@@ -114,16 +110,11 @@ class MemorisationFilter(SampleFilter):
         self.ratio = ratio
         self._threshold: float | None = None
 
-    def threshold(self, ctx: FilterContext) -> float:
-        if self._threshold is None:
-            real = ctx.real_features()
-            self._threshold = self.ratio * float(np.median(_nearest_distances(real, real, exclude_self=True)))
-        return self._threshold
-
     def score(self, images, labels, ctx):
         # The score is the distance to the nearest real image divided by the threshold: >= 1 is kept.
-        distance = _nearest_distances(ctx.features(images), ctx.real_features())
-        return distance / max(self.threshold(ctx), 1e-12)
+        self._threshold = self.ratio * ctx.real_nn_median()
+        distance, _ = nearest_neighbours(ctx.features(images), ctx.real_features(), k=1)
+        return distance[:, 0] / max(self._threshold, 1e-12)
 
     def keep(self, scores, labels):
         return scores >= 1.0
@@ -142,22 +133,16 @@ class DedupFilter(SampleFilter):
     def __init__(self, ratio: float = 0.1) -> None:
         self.ratio = ratio
         self._threshold: float | None = None
-        self._features: np.ndarray | None = None
 
     def score(self, images, labels, ctx):
-        if self._threshold is None:
-            real = ctx.real_features()
-            self._threshold = self.ratio * float(np.median(_nearest_distances(real, real, exclude_self=True)))
-        self._features = ctx.features(images)
-        return np.zeros(len(images))  # dedup is decided jointly in keep(); no per-sample score
+        self._threshold = self.ratio * ctx.real_nn_median()
+        return ctx.features(images)  # [N, D]: dedup is decided jointly over the pool in keep()
 
     def keep(self, scores, labels):
-        feats, mask = self._features.astype(np.float32), np.zeros(len(scores), dtype=bool)
+        mask = np.zeros(len(scores), dtype=bool)
         for c in labels.unique().tolist():
             idx = np.flatnonzero(labels.numpy() == c)
-            x = feats[idx]
-            sq = (x**2).sum(1)
-            close = (sq[:, None] + sq[None, :] - 2 * x @ x.T) < self._threshold**2
+            close = pairwise_distances(scores[idx]) < self._threshold
             alive = np.ones(len(idx), dtype=bool)
             for i in range(len(idx)):  # greedy: keep the first of each near-duplicate group
                 if alive[i]:

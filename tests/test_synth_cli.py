@@ -1,0 +1,70 @@
+"""End-to-end: generator fit -> synth make (filters) -> synth evaluate -> train on synthetic:PATH."""
+
+import json
+
+import pytest
+import torch
+
+from synthaug.cli.main import main
+
+GEN = ["--set", "g_width=8", "--set", "d_width=8", "--set", "sample_every=10", "--set", "checkpoint_every=10"]
+
+
+@pytest.fixture(scope="module")
+def generator_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen") / "cgan"
+    code = main(["generator", "fit", "--dataset", "digits", "--classes", "0,1,2", "--per-class", "15", "--generator", "cgan",
+                 "--steps", "10", "--batch-size", "8", "--no-progress", "--out", str(out), *GEN])
+    assert code == 0
+    return out
+
+
+def test_synth_make_with_filters_writes_manifest(generator_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNTHAUG_DATA", str(tmp_path / "cache"))
+    out = tmp_path / "syn"
+    assert main(["synth", "make", "--generator-run", str(generator_run), "--per-class", "6", "--filter", "confidence:tau=0.0",
+                 "--filter", "memorisation:ratio=0.01", "--png", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kept_per_class"] == {"0": 6, "1": 6, "2": 6}
+    assert manifest["generator"]["name"] == "cgan" and len(manifest["generator"]["checkpoint_digest"]) == 64
+    assert [f["name"] for f in manifest["filters"]] == ["confidence", "memorisation"]
+    assert all(0 <= r <= 1 for r in manifest["keep_rate_per_class"].values())
+    assert len(list((out / "png").rglob("*.png"))) == 18
+    from synthaug.synthetic import read_synthetic
+
+    ds = read_synthetic(out)
+    assert set(ds.scores) == {"confidence", "memorisation"} and len(ds) == 18
+    # the filter classifier was trained once on the generator's real data and cached in the generator run
+    assert len(list(generator_run.glob("filter_classifier-*/model.safetensors"))) == 1
+
+
+def test_strict_filter_oversamples_and_reports_shortfall(generator_run, tmp_path):
+    out = tmp_path / "strict"
+    assert main(["synth", "make", "--generator-run", str(generator_run), "--per-class", "5",
+                 "--filter", "confidence:tau=1.0", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    # nothing reaches probability 1.0: every class draws its full candidate budget (10 x 5) and keeps 0
+    assert manifest["generated_per_class"] == {"0": 50, "1": 50, "2": 50}
+    assert manifest["kept_per_class"] == {"0": 0, "1": 0, "2": 0}
+
+
+def test_synth_evaluate_and_train_on_synthetic(generator_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNTHAUG_DATA", str(tmp_path / "cache"))
+    syn = tmp_path / "syn"
+    assert main(["synth", "make", "--generator-run", str(generator_run), "--per-class", "20", "--out", str(syn)]) == 0
+    out = tmp_path / "eval"
+    assert main(["synth", "evaluate", "--synthetic", str(syn), "--cas-steps", "20", "--max-images", "300", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("fid", "kid", "inception_score", "precision", "recall", "density", "coverage", "mmd", "mmd_p_value", "cas",
+                "memorisation_ratio", "per_class"):
+        assert key in metrics, key
+    assert metrics["fid"] > 0 and 0 <= metrics["mmd_p_value"] <= 1 and 0 <= metrics["cas"] <= 1
+    assert set(metrics["per_class"]) == {"0", "1", "2"}
+    for png in ("pca.png", "grid-real.png", "grid-synthetic.png"):
+        assert (out / png).stat().st_size > 500
+    # synthetic:PATH trains like any dataset and tests on the real test set it imitates
+    run = tmp_path / "tstr"
+    assert main(["train", "--dataset", f"synthetic:{syn}", "--steps", "5", "--batch-size", "16", "--no-progress",
+                 "--out", str(run)]) == 0
+    result = json.loads((run / "metrics.json").read_text())
+    assert result["train_size"]["real"] == 60 and result["n"] == sum(result["per_class"][c]["support"] for c in "012")
