@@ -37,6 +37,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, report: bool = True) 
     write_json_atomic(out / "config.json", {"synthaug_version": __version__, "resolved_data": exp.data, **to_jsonable(cfg)})
     for kind in cfg.kinds:
         kind_start = time.perf_counter()
+        exp.cache.say(f"== {kind} ==")
         KINDS.resolve(kind)[0](exp)
         exp.artefacts["costs"].setdefault("kind_seconds", {})[kind] = time.perf_counter() - kind_start
         write_results(exp.rows, out / "results.csv")  # after every kind, so finished work is on disk

@@ -27,10 +27,29 @@ DONE = "done.json"
 class StepCache:
     """Folders keyed by config hash under root/cache; counts what ran and what was reused."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, verbose: bool = True) -> None:
         self.root = Path(root) / "cache"
+        self.log_file = Path(root) / "log.txt"
+        self.verbose = verbose
         self.ran: list[str] = []
         self.reused: list[str] = []
+        self._t0 = time.perf_counter()
+        self._started: dict[Path, float] = {}
+
+    def say(self, message: str) -> None:
+        """One progress line on stderr and in log.txt, so a long run is never silent."""
+        import sys
+
+        elapsed = time.perf_counter() - self._t0
+        line = f"[{int(elapsed // 60):3d}:{int(elapsed % 60):02d}] {message}"
+        if self.verbose:
+            print(line, file=sys.stderr, flush=True)
+        with open(self.log_file, "a") as f:
+            f.write(line + "\n")
+
+    def begin(self, folder: Path, what: str) -> None:
+        self._started[folder] = time.perf_counter()
+        self.say(f"{what}: {folder.parent.name}/{folder.name}")
 
     def folder(self, kind: str, label: str, key: Any) -> Path:
         return self.root / kind / f"{label}-{config_hash(key)}"
@@ -42,6 +61,8 @@ class StepCache:
     def finish(self, folder: Path, info: dict[str, Any]) -> dict[str, Any]:
         write_json_atomic(folder / DONE, info)
         self.ran.append(str(folder.relative_to(self.root)))
+        took = time.perf_counter() - self._started.pop(folder, time.perf_counter())
+        self.say(f"  done in {took:.1f} s")
         return info
 
 
@@ -57,6 +78,7 @@ def fit_generator(cache: StepCache, spec: GeneratorSpec, data_cfg: DataConfig, r
     if (info := cache.done(folder)) is not None:
         cache.reused.append(str(folder))
         return folder, info
+    cache.begin(folder, f"fitting generator {spec.generator} ({spec.config.get('steps', 'default')} steps)")
     run = Run(folder, resume=True)
     run.write_config({"data": data_cfg, "generator": spec.generator, "config": gen_cfg})
     generator = build_generator(spec.generator, settings, real)
@@ -82,6 +104,7 @@ def make_synthetic_set(cache: StepCache, generator_dir: Path, spec: SyntheticSpe
     if (info := cache.done(folder)) is not None:
         cache.reused.append(str(folder))
         return folder, info
+    cache.begin(folder, f"sampling {sum(counts.values())} images" if counts else f"sampling {cfg.per_class} images per class")
     start = time.perf_counter()
     make_synthetic(cfg, folder, real=real)
     seconds = time.perf_counter() - start
@@ -102,6 +125,7 @@ def train_classifier(cache: StepCache, label: str, splits: DatasetSplits, cfg: T
         cache.reused.append(str(folder))
         return folder, json.loads((folder / "metrics.json").read_text())
     resume = (folder / "checkpoint.safetensors").is_file()
+    cache.begin(folder, f"training classifier {label} (seed {cfg.seed}{', resuming' if resume else ''})")
     run = Run(folder, resume=True)
     run.write_config({"train": cfg, "label": label, "p_real": p_real, "init_from": str(init_from) if init_from else None,
                       "synthetic": synthetic.provenance.get("path") if synthetic is not None else None})
