@@ -41,9 +41,9 @@ def summarise_rows(rows: list[dict[str, Any]], baselines: dict[str, str], alpha:
 
     table = _table(rows)
     out: dict[str, Any] = {}
-    for (experiment, arm, metric), by_seed in sorted(table.items()):
+    for (experiment, arm, metric), by_seed in table.items():  # rows' order: arms appear as the kinds ran them
         entry = out.setdefault(experiment, {"baseline": baselines.get(experiment), "arms": {}, "tests": {}, "hurts": {}})
-        entry["arms"].setdefault(arm, {})[metric] = summarise(list(by_seed.values()))
+        entry["arms"].setdefault(arm, {})[metric] = summarise([by_seed[s] for s in sorted(by_seed)])
     for experiment, entry in out.items():
         base = entry["baseline"]
         if base is None or base not in entry["arms"]:

@@ -93,7 +93,7 @@ def predict_proba(model: nn.Module, images: torch.Tensor, cfg: TrainConfig, devi
     was_training = model.training
     model.eval()
     out = []
-    memory = torch.channels_last if _channels_last(device, cfg) else torch.contiguous_format
+    memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
     for chunk in images.split(cfg.eval_batch_size):
         x = chunk.to(device, non_blocking=True).float().div_(255.0).contiguous(memory_format=memory)
         with autocast(device, cfg):
@@ -109,10 +109,6 @@ def evaluate(model: nn.Module, ds: ImageDataset, cfg: TrainConfig) -> tuple[dict
     probs = predict_proba(model, ds.images, cfg)
     y_true = ds.labels.numpy()
     return classification_metrics(y_true, probs.argmax(1), ds.class_names, probs), probs
-
-
-def _channels_last(device: torch.device, cfg: TrainConfig) -> bool:
-    return cfg.channels_last
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, targets: torch.Tensor,
@@ -143,98 +139,120 @@ class _State:
         self.__dict__.update(d)
 
 
+class _Session:
+    """Everything one fit() call sets up: device tensors, sampler, augmentation, optimiser, checkpoints."""
+
+    def __init__(self, model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None) -> None:
+        self.cfg, self.run = cfg, run
+        self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)  # dropout draws from the global RNG: seed it explicitly, save it in checkpoints
+        self.g = torch.Generator().manual_seed(cfg.seed + 1)  # batches, augmentation, mixing
+        images, labels, is_syn = data.pool()
+        self.images, self.labels = images.to(self.device), labels.to(self.device)
+        synthetic_eps = cfg.synthetic_label_smoothing if cfg.synthetic_label_smoothing is not None else cfg.label_smoothing
+        self.smoothing = torch.where(is_syn, synthetic_eps, cfg.label_smoothing).float().to(self.device)
+        self.num_classes = data.real.num_classes
+        self.total = cfg.total_steps(len(data) if data.p_real is None else len(data.real))
+        self.sampler = BatchSampler(len(data.real), cfg.batch_size, self.g, len(data) - len(data.real), data.p_real)
+        self.augment = Augmenter(cfg, data.real.channels)
+        self.memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory)
+        self.optimizer = make_optimizer(model, cfg)
+        self.forward = torch.compile(model) if cfg.compile else model
+        self.state = _State()
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.ckpt = run.file(CHECKPOINT) if run else None
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.sampler.next().to(self.device)
+        x = self.augment(self.images[idx], self.g).contiguous(memory_format=self.memory)
+        targets = soft_targets(self.labels[idx], self.num_classes, self.smoothing[idx])
+        return mix_batch(x, targets, self.cfg, self.g)
+
+    def set_lr(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.lr * lr_factor(self.state.step, self.total, self.cfg)
+
+    def checkpoint(self) -> None:
+        if self.ckpt is None:
+            return
+        extra = {"rng.global": torch.get_rng_state(), "rng.sampler": self.g.get_state(),
+                 **{f"sampler.{k}": v for k, v in self.sampler.state_dict().items()}}
+        save_checkpoint(self.ckpt, self.model, self.optimizer, self.state.as_dict(), extra)
+
+    def restore(self) -> None:
+        """Continue from the run's last checkpoint: weights, optimiser, RNGs, sampler, loop state."""
+        if self.ckpt is None or not self.ckpt.exists():
+            return
+        loop_state, extra = load_checkpoint(self.ckpt, self.model, self.optimizer)
+        self.state.load(loop_state)
+        torch.set_rng_state(extra["rng.global"])
+        self.g.set_state(extra["rng.sampler"])
+        self.sampler.load_state_dict({k[len("sampler."):]: v for k, v in extra.items() if k.startswith("sampler.")})
+        if self.run.file("best.safetensors").exists():
+            self.best_weights = _read_weights(self.run.file("best.safetensors"))
+        self.run.log(f"resumed from {self.ckpt} at step {self.state.step}/{self.total}", echo=True)
+
+    def keep_if_best(self, val: ImageDataset) -> bool:
+        """Validate; remember the best weights. False when early stopping says stop."""
+        if _validate(self.model, val, self.cfg, self.state, self.run):
+            self.best_weights = copy.deepcopy(self.model.state_dict())
+            if self.run:
+                save_checkpoint(self.run.file("best.safetensors"), self.model, state={"step": self.state.step})
+            return True
+        patience = self.cfg.early_stopping_patience
+        return not (patience and self.state.evals_without_improvement >= patience)
+
+
 def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None = None,
         val: ImageDataset | None = None, resume: bool = False) -> dict[str, Any]:
     """Train `model` on `data` for cfg.steps (or epochs); return a summary. Writes checkpoints into `run`."""
-    device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)  # dropout draws from the global RNG; seed it explicitly, save it in checkpoints
-    g = torch.Generator().manual_seed(cfg.seed + 1)
-    images, labels, is_syn = data.pool()
-    images, labels, is_syn = images.to(device), labels.to(device), is_syn.to(device)
-    num_classes = data.real.num_classes
-    total = cfg.total_steps(len(data) if data.p_real is None else len(data.real))
-    sampler = BatchSampler(len(data.real), cfg.batch_size, g, len(data) - len(data.real), data.p_real)
-    augment = Augmenter(cfg, data.real.channels)
-    smoothing = torch.where(is_syn, cfg.synthetic_label_smoothing if cfg.synthetic_label_smoothing is not None
-                            else cfg.label_smoothing, cfg.label_smoothing).float()
-    memory = torch.channels_last if _channels_last(device, cfg) else torch.contiguous_format
-    model.to(device, memory_format=memory)
-    optimizer = make_optimizer(model, cfg)
-    step_fn = torch.compile(model) if cfg.compile else model
-    state = _State()
-    best_weights: dict[str, torch.Tensor] | None = None
-    ckpt = run.file(CHECKPOINT) if run else None
-
-    if resume and ckpt is not None and ckpt.exists():
-        loop_state, extra = load_checkpoint(ckpt, model, optimizer)
-        state.load(loop_state)
-        torch.set_rng_state(extra["rng.global"])
-        g.set_state(extra["rng.sampler"])
-        sampler.load_state_dict({k[len("sampler."):]: v for k, v in extra.items() if k.startswith("sampler.")})
-        if run.file("best.safetensors").exists():
-            best_weights = _read_weights(run.file("best.safetensors"))
-        run.log(f"resumed from {ckpt} at step {state.step}/{total}", echo=True)
-
-    def checkpoint() -> None:
-        if ckpt is None:
-            return
-        extra = {"rng.global": torch.get_rng_state(), "rng.sampler": g.get_state(),
-                 **{f"sampler.{k}": v for k, v in sampler.state_dict().items()}}
-        save_checkpoint(ckpt, model, optimizer, state.as_dict(), extra)
-
+    s = _Session(model, data, cfg, run)
+    if resume:
+        s.restore()
+    state, device = s.state, s.device
     model.train()
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     running, running_n = torch.zeros((), device=device), 0
-    progress = _progress(total, state.step, cfg.progress)
-    start = time.perf_counter()
-    stop_reason = "steps"
-    while state.step < total:
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * lr_factor(state.step, total, cfg)
-        idx = sampler.next().to(device)
-        x = augment(images[idx], g).contiguous(memory_format=memory)
-        targets = soft_targets(labels[idx], num_classes, smoothing[idx])
-        x, targets = mix_batch(x, targets, cfg, g)
-        loss = train_step(step_fn, optimizer, x, targets, device, cfg)
+    progress = _progress(s.total, state.step, cfg.progress)
+    start, stop_reason = time.perf_counter(), "steps"
+    while state.step < s.total:
+        s.set_lr()
+        x, targets = s.next_batch()
+        loss = train_step(s.forward, s.optimizer, x, targets, device, cfg)
         nonfinite |= ~torch.isfinite(loss)
-        running += loss
-        running_n += 1
+        running, running_n = running + loss, running_n + 1
         state.step += 1
         progress.update(1)
-        boundary = state.step % cfg.log_every == 0 or state.step == total
-        if boundary or state.step % cfg.checkpoint_every == 0 or (cfg.eval_every and state.step % cfg.eval_every == 0):
-            if bool(nonfinite):  # checked before anything is saved, so no checkpoint holds NaN weights
-                raise _diverged(run, ckpt, state.step, cfg)
-        if boundary:
+        log_now = state.step % cfg.log_every == 0 or state.step == s.total
+        eval_now = bool(cfg.eval_every and val is not None and state.step % cfg.eval_every == 0)
+        save_now = state.step % cfg.checkpoint_every == 0
+        if (log_now or eval_now or save_now) and bool(nonfinite):  # before anything is saved: no NaN checkpoint
+            raise _diverged(run, s.ckpt, state.step, cfg)
+        if log_now:
             mean_loss = float(running / running_n)
             progress.set_postfix(loss=f"{mean_loss:.4f}")
             if run:
-                run.append_metrics({"step": state.step, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"]})
+                run.append_metrics({"step": state.step, "loss": mean_loss, "lr": s.optimizer.param_groups[0]["lr"]})
             running, running_n = torch.zeros((), device=device), 0
-        if cfg.eval_every and val is not None and state.step % cfg.eval_every == 0:
-            improved = _validate(model, val, cfg, state, run)
-            if improved:
-                best_weights = copy.deepcopy(model.state_dict())
-                if run:
-                    save_checkpoint(run.file("best.safetensors"), model, state={"step": state.step})
-            elif cfg.early_stopping_patience and state.evals_without_improvement >= cfg.early_stopping_patience:
-                stop_reason = "early_stopping"
-                break
-        if state.step % cfg.checkpoint_every == 0:
+        if eval_now and not s.keep_if_best(val):
+            stop_reason = "early_stopping"
+            break
+        if save_now:
             state.train_seconds += time.perf_counter() - start
             start = time.perf_counter()
-            checkpoint()
+            s.checkpoint()
     state.train_seconds += time.perf_counter() - start
     progress.close()
     if val is not None and not cfg.eval_every:
         _validate(model, val, cfg, state, run)
-    elif best_weights is not None:
-        model.load_state_dict(best_weights)  # keep the weights that scored best on validation
-    checkpoint()
+    elif s.best_weights is not None:
+        model.load_state_dict(s.best_weights)  # keep the weights that scored best on validation
+    s.checkpoint()
     seen = state.step * cfg.batch_size
-    return {"steps": state.step, "total_steps": total, "stop_reason": stop_reason, "best_val_step": state.best_step,
+    return {"steps": state.step, "total_steps": s.total, "stop_reason": stop_reason, "best_val_step": state.best_step,
             "best_val_accuracy": state.best_score if state.best_score > -math.inf else None,
             "train_seconds": state.train_seconds, "images_per_second": seen / max(state.train_seconds, 1e-9)}
 
