@@ -4,9 +4,10 @@ Both sides get identical features (float32, as a network emits them): 10k real a
 ReLU-like activations (non-negative, correlated, shifted and rescaled for the fake set), for each
 feature dimension asked. For each we print the two values, their relative difference and the time
 ratio. torchmetrics draws its KID subsets from the global torch RNG; to compare values on the *same*
-subsets we replay its permutations and evaluate our per-subset estimator (`polynomial_mmd2`, which
-`kid()` loops over with its own seeded subsets) on them, in full float64 and with the opt-in float32
-Gram matrices. Run:
+subsets we replay its permutations and evaluate our per-subset estimator (`polynomial_mmd2`) on them.
+Times are those of our public `kid()` (same number and size of subsets, its own seeded draws), in full
+float64 and with the opt-in float32 Gram matrices; those two use the same seed, hence the same subsets,
+so their difference is the float32 rounding alone. Run:
 
     .venv/bin/python benchmarks/fid_kid.py [--n 10000] [--dims 512 2048] [--threads 2] [--json out.json]
 """
@@ -79,7 +80,7 @@ def torchmetrics_kid(real: np.ndarray, fake: np.ndarray, subsets: int, subset_si
 
 
 def ours_kid_on_torchmetrics_subsets(real: np.ndarray, fake: np.ndarray, subsets: int, subset_size: int,
-                                     seed: int, gram_dtype: str) -> tuple[float, float]:
+                                     seed: int) -> tuple[float, float]:
     """Our unbiased polynomial MMD^2 on the subsets torchmetrics drew (its randperm sequence, replayed)."""
     from synthaug.metrics import polynomial_mmd2
 
@@ -89,7 +90,7 @@ def ours_kid_on_torchmetrics_subsets(real: np.ndarray, fake: np.ndarray, subsets
     for _ in range(subsets):
         real_idx = torch.randperm(len(real))[:subset_size]
         fake_idx = torch.randperm(len(fake))[:subset_size]
-        values.append(polynomial_mmd2(real_t[real_idx], fake_t[fake_idx], gram_dtype=gram_dtype))
+        values.append(polynomial_mmd2(real_t[real_idx], fake_t[fake_idx]))
     return float(np.mean(values)), float(np.std(values))
 
 
@@ -98,7 +99,7 @@ def relative(a: float, b: float) -> float:
 
 
 def bench_dim(dim: int, args: argparse.Namespace) -> dict[str, Any]:
-    from synthaug.metrics import fid_from_features
+    from synthaug.metrics import fid_from_features, kid
 
     real, fake = make_features(args.n, dim, args.seed)
     row: dict[str, Any] = {"dim": dim, "n": args.n}
@@ -107,12 +108,15 @@ def bench_dim(dim: int, args: argparse.Namespace) -> dict[str, Any]:
     print(f"  d={dim} FID done", flush=True)
     (tm_mean, tm_std), row["kid_torchmetrics_s"] = timed(
         lambda: torchmetrics_kid(real, fake, args.kid_subsets, args.kid_subset_size, args.seed))
+    row["kid_ours_same_subsets"], _ = ours_kid_on_torchmetrics_subsets(real, fake, args.kid_subsets,
+                                                                        args.kid_subset_size, args.seed)
+    row["kid_rel_diff"] = relative(row["kid_ours_same_subsets"], tm_mean)
     for gram in ("float64", "float32"):
-        (mean, std), row[f"kid_ours_{gram}_s"] = timed(
-            lambda: ours_kid_on_torchmetrics_subsets(real, fake, args.kid_subsets, args.kid_subset_size, args.seed, gram))
-        row[f"kid_ours_{gram}"], row[f"kid_ours_{gram}_std"] = mean, std
-        row[f"kid_{gram}_rel_diff"] = relative(mean, tm_mean)
+        result, row[f"kid_ours_{gram}_s"] = timed(
+            lambda: kid(real, fake, args.kid_subsets, args.kid_subset_size, seed=args.seed, gram_dtype=gram))
+        row[f"kid_ours_{gram}"], row[f"kid_ours_{gram}_std"] = result.mean, result.std
         row[f"kid_{gram}_speedup"] = row["kid_torchmetrics_s"] / row[f"kid_ours_{gram}_s"]
+    row["kid_float32_gram_rel_diff"] = relative(row["kid_ours_float32"], row["kid_ours_float64"])
     row.update(kid_torchmetrics=tm_mean, kid_torchmetrics_std=tm_std)
     row["fid_rel_diff"] = relative(row["fid_ours"], row["fid_torchmetrics"])
     row["fid_speedup"] = row["fid_torchmetrics_s"] / row["fid_ours_s"]
@@ -165,13 +169,13 @@ def main() -> None:
     for r in rows:
         print(f"| {r['dim']} | {r['fid_ours']:.6f} | {r['fid_torchmetrics']:.6f} | {r['fid_rel_diff']:.1e} | "
               f"{r['fid_ours_s']:.2f} / {r['fid_torchmetrics_s']:.2f} | {r['fid_speedup']:.1f}x |")
-    print("\n| d | KID torchmetrics (float32) | KID ours, float64 | rel. diff | KID ours, float32 Gram | rel. diff | "
-          "time tm / ours f64 / ours f32 Gram (s) | speed-up f64, f32 Gram |")
+    print("\n| d | KID torchmetrics | KID ours, same subsets | rel. diff | KID ours (own subsets) f64 / f32 Gram "
+          "| rel. diff f32 Gram | time tm / ours f64 / ours f32 Gram (s) | speed-up f64, f32 Gram |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['dim']} | {r['kid_torchmetrics']:.7e} | {r['kid_ours_float64']:.7e} | {r['kid_float64_rel_diff']:.1e} | "
-              f"{r['kid_ours_float32']:.7e} | {r['kid_float32_rel_diff']:.1e} | {r['kid_torchmetrics_s']:.2f} / "
-              f"{r['kid_ours_float64_s']:.2f} / {r['kid_ours_float32_s']:.2f} | "
+        print(f"| {r['dim']} | {r['kid_torchmetrics']:.7e} | {r['kid_ours_same_subsets']:.7e} | {r['kid_rel_diff']:.1e} | "
+              f"{r['kid_ours_float64']:.7e} / {r['kid_ours_float32']:.7e} | {r['kid_float32_gram_rel_diff']:.1e} | "
+              f"{r['kid_torchmetrics_s']:.2f} / {r['kid_ours_float64_s']:.2f} / {r['kid_ours_float32_s']:.2f} | "
               f"{r['kid_float64_speedup']:.2f}x, {r['kid_float32_speedup']:.2f}x |")
     print(f"\nload average: start {info['load_average_start']}, end {info['load_average_end']}")
     if args.json:
