@@ -30,6 +30,11 @@ def parse_sets(items: list[str] | None) -> tuple[dict[str, Any], dict[str, Any]]
         if not sep or not key.strip():
             raise ConfigError(f"--set expects key=value, got {item!r}")
         value = yaml.safe_load(text) if text.strip() else None
+        if isinstance(value, str):  # YAML 1.1 reads 4e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         key = key.strip()
         if key.startswith("data."):
             data[key[len("data."):]] = value

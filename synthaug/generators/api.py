@@ -44,7 +44,11 @@ def generator_config(name: str, overrides: dict[str, Any]) -> Any:
 def build_generator(name: str, overrides: dict[str, Any], data: ImageDataset) -> Generator:
     """A fresh generator shaped for `data` (its image shape and class names)."""
     cls = GENERATORS.resolve(name)[0]
-    return cls(generator_config(name, overrides), tuple(data.images.shape[1:]), data.class_names)
+    cfg = generator_config(name, overrides)
+    try:
+        return cls(cfg, tuple(data.images.shape[1:]), data.class_names)
+    except ValueError as exc:  # e.g. an image size the architecture cannot reach: the user's to fix
+        raise ConfigError(f"{name} on {data.name or 'the data'}: {exc}") from exc
 
 
 def resolved(cfg: GeneratorRunConfig) -> dict[str, Any]:

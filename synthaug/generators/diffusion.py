@@ -31,7 +31,7 @@ class DiffusionConfig(GeneratorConfig):
     beta_schedule: Literal["linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"  # noise schedule (cosine: better at small sizes)
     label_dropout: float = 0.1  # chance a training label becomes the null class (classifier-free guidance)
     guidance_scale: float = 2.0  # sampling: 1 = purely conditional, > 1 = stronger class fidelity, less diversity
-    sampler: Literal["ddim", "dpm++"] = "dpm++"  # DDIM (eta 0) or DPM-Solver++ (2nd order multistep)
+    sampler: Literal["ddim", "dpm++"] = "ddim"  # DDIM (eta 0) or DPM-Solver++ (2nd order multistep; best once well trained)
     sampling_steps: int = 20  # denoising steps (network evaluations, doubled when guidance_scale != 1)
     ema_decay: float = 0.999  # EMA of UNet weights, used for sampling; 0 disables
     weight_decay: float = 0.0  # AdamW weight decay
@@ -147,11 +147,13 @@ class Diffusion(TrainableGenerator):
     def make_scheduler(self):
         from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-        # "trailing" spacing starts at the last training timestep: better images at few steps
+        # "trailing" spacing starts at the last training timestep: better images at few steps. Both clip the
+        # predicted clean image to [-1, 1] at every step: near t = T the cosine schedule's alpha is ~0, and an
+        # unclipped x0 = (x - sigma * eps) / alpha from a not-yet-converged network saturates every pixel.
         if self.cfg.sampler == "ddim":
-            return DDIMScheduler(**scheduler_kwargs(self.cfg), timestep_spacing="trailing")
+            return DDIMScheduler(**scheduler_kwargs(self.cfg), timestep_spacing="trailing", clip_sample=True)
         return DPMSolverMultistepScheduler(**scheduler_kwargs(self.cfg), algorithm_type="dpmsolver++",
-                                           timestep_spacing="trailing")
+                                           timestep_spacing="trailing", thresholding=True, sample_max_value=1.0)
 
     def denoise(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Run the sampler from noise x to images, with classifier-free guidance."""

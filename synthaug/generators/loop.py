@@ -212,6 +212,8 @@ class GeneratorTrainer:
 
     def write_samples(self, name: str) -> list[HealthWarning]:
         """Per-class grid PNG into run/samples/ and, for monitored generators, the diversity check."""
+        if self.run_dir is None and self.monitor is None:
+            return []  # nobody would see the grid
         k = self.gen.num_classes
         per_class = DIVERSITY_PER_CLASS if self.monitor else GRID_PER_CLASS
         labels = torch.arange(k).repeat_interleave(per_class)

@@ -1,0 +1,144 @@
+"""Classification accuracy score (CAS) on Fashion-MNIST: train a small-cnn only on a generator's samples,
+test it on the real test set, and compare with the same classifier trained on the real training set.
+
+Train the generator first with the CLI (the command is in docs/generators.md), then:
+
+    .venv/bin/python benchmarks/cas_fashion_mnist.py --run runs/cas/cgan --per-class 6000 [--threads 2]
+
+Writes `cas.json` into the generator's run folder (and caches the real-data baseline in --baseline).
+Also reports the real-trained classifier's accuracy on the synthetic images ("GAN-test": are samples
+recognisably of their class?), which separates class fidelity from diversity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+CLASSIFIER = dict(model="small-cnn", epochs=10, batch_size=256, augment=["flip"], lr=3e-3, progress=False)
+
+
+def classifier_config(seed: int):
+    from synthaug.training.config import TrainConfig
+
+    return TrainConfig(**CLASSIFIER, seed=seed)
+
+
+def train_and_test(train, test, seed: int):
+    """(accuracy on test, seconds, model) of a small-cnn trained on `train`."""
+    from synthaug.training.classify import new_classifier
+    from synthaug.training.loop import TrainData, evaluate, fit
+
+    cfg = classifier_config(seed)
+    model = new_classifier(train, cfg)
+    start = time.perf_counter()
+    fit(model, TrainData(train), cfg)
+    seconds = time.perf_counter() - start
+    return evaluate(model, test, cfg)[0]["accuracy"], seconds, model
+
+
+def real_baseline(path: Path, splits, seed: int):
+    """The real-data result and its classifier, cached next to `path` (same classifier settings and seed)."""
+    from synthaug.training.checkpoint import load_checkpoint, save_checkpoint
+    from synthaug.training.classify import new_classifier
+
+    weights = path.with_suffix(".safetensors")
+    if path.exists() and weights.exists():
+        cached = json.loads(path.read_text())
+        if cached.get("classifier") == CLASSIFIER and cached.get("seed") == seed:
+            model = new_classifier(splits.train, classifier_config(seed))
+            load_checkpoint(weights, model)
+            return cached, model
+    accuracy, seconds, model = train_and_test(splits.train, splits.test, seed)
+    result = {"classifier": CLASSIFIER, "seed": seed, "accuracy": accuracy, "train_seconds": seconds}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    save_checkpoint(weights, model)
+    return result, model
+
+
+def nearest_train_distance(run: str, images: torch.Tensor, labels: torch.Tensor, test) -> dict:
+    """Mean RMS pixel distance from each sample to the nearest image of its class in the generator's own
+    training set, next to the same for real test images: samples much closer than test images are copies."""
+    from synthaug.data import load_data
+    from synthaug.synthetic.make import generator_data_config
+
+    train = load_data(generator_data_config(run)).train
+
+    def mean_nearest(x: torch.Tensor, y: torch.Tensor) -> float:
+        out = []
+        for k in range(train.num_classes):
+            ref = train.images[train.labels == k].float().div(255).flatten(1)
+            xk = x[y == k][:200].float().div(255).flatten(1)
+            for chunk in xk.split(100):
+                out.append(torch.cdist(chunk, ref).min(1).values / ref.shape[1] ** 0.5)
+        return float(torch.cat(out).mean())
+
+    return {"nearest_train_distance": mean_nearest(images, labels),
+            "test_nearest_train_distance": mean_nearest(test.images, test.labels), "generator_train_size": len(train)}
+
+
+def main() -> None:
+    from synthaug.data import DataConfig, ImageDataset, load_data
+    from synthaug.generators import load_generator
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--run", required=True, help="a `synthaug generator fit` run folder trained on fashion-mnist")
+    parser.add_argument("--per-class", type=int, default=6000, help="synthetic training images per class")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the samples and the classifier")
+    parser.add_argument("--baseline", default="runs/cas/real_baseline.json", help="cache of the real-data result")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--set", action="append", help="sampling override, e.g. guidance_scale=1 (repeatable)")
+    parser.add_argument("--skip-cas", action="store_true",
+                        help="only the real classifier's accuracy on the samples and their diversity (seconds, not minutes)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    splits = load_data(DataConfig("fashion-mnist"))
+    real, real_model = real_baseline(Path(args.baseline), splits, args.seed)
+    print(f"real train -> real test: {real['accuracy']:.4f} ({real['train_seconds']:.0f} s)", flush=True)
+
+    gen = load_generator(args.run)
+    if args.set:
+        from synthaug.cli.generator import parse_sets
+        from synthaug.config import from_dict
+        from synthaug.utils import to_jsonable
+
+        gen.cfg = from_dict(type(gen.cfg), {**to_jsonable(gen.cfg), **parse_sets(args.set)[0]})
+    labels = torch.arange(gen.num_classes).repeat_interleave(args.per_class)
+    start = time.perf_counter()
+    images = gen.sample(labels, seed=args.seed)
+    sample_seconds = time.perf_counter() - start
+    synthetic = ImageDataset(images, labels, gen.class_names, name=f"{gen.name} samples")
+    print(f"sampled {len(labels)} images in {sample_seconds:.0f} s", flush=True)
+
+    from synthaug.training.loop import evaluate
+
+    from synthaug.generators.health import class_diversity
+
+    fidelity = evaluate(real_model, synthetic, classifier_config(args.seed))[0]["accuracy"]
+    first = (torch.arange(len(labels)) % args.per_class) < 200  # 200 per class is plenty for a mean distance
+    diversity = class_diversity(images[first], labels[first], gen.num_classes)
+    real_first = torch.cat([torch.nonzero(splits.train.labels == k).flatten()[:200] for k in range(gen.num_classes)])
+    real_diversity = class_diversity(splits.train.images[real_first], splits.train.labels[real_first], gen.num_classes)
+    memorisation = nearest_train_distance(args.run, images[first], labels[first], splits.test)
+    cas, seconds = (None, None) if args.skip_cas else train_and_test(synthetic, splits.test, args.seed)[:2]
+    summary = json.loads((Path(args.run) / "summary.json").read_text())
+    result = {"generator": gen.name, "run": args.run, "per_class": args.per_class, "seed": args.seed,
+              "generator_steps": summary["steps"], "generator_train_seconds": round(summary["train_seconds"], 1),
+              "sample_seconds": round(sample_seconds, 1), "cas": cas, "real_accuracy": real["accuracy"],
+              "gap_points": None if cas is None else round(100 * (real["accuracy"] - cas), 2),
+              "real_classifier_on_synthetic": fidelity,
+              "diversity_mean": sum(diversity) / len(diversity), "real_diversity_mean": sum(real_diversity) / len(real_diversity),
+              "diversity": [round(d, 3) for d in diversity], **memorisation, "classifier": CLASSIFIER,
+              "classifier_train_seconds": seconds and round(seconds, 1), "sampling_overrides": args.set or []}
+    (Path(args.run) / ("fidelity.json" if args.skip_cas else "cas.json")).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
