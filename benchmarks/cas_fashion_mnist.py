@@ -22,13 +22,13 @@ import torch
 CLASSIFIER = dict(model="small-cnn", epochs=10, batch_size=256, augment=["flip"], lr=3e-3, progress=False)
 
 
-def classifier_config(seed: int):
+def classifier_config(seed: int) -> "TrainConfig":  # noqa: F821
     from synthaug.training.config import TrainConfig
 
     return TrainConfig(**CLASSIFIER, seed=seed)
 
 
-def train_and_test(train, test, seed: int):
+def train_and_test(train: "ImageDataset", test: "ImageDataset", seed: int) -> tuple[float, float, torch.nn.Module]:  # noqa: F821
     """(accuracy on test, seconds, model) of a small-cnn trained on `train`."""
     from synthaug.training.classify import new_classifier
     from synthaug.training.loop import TrainData, evaluate, fit
@@ -41,7 +41,7 @@ def train_and_test(train, test, seed: int):
     return evaluate(model, test, cfg)[0]["accuracy"], seconds, model
 
 
-def real_baseline(path: Path, splits, seed: int):
+def real_baseline(path: Path, splits: "DatasetSplits", seed: int) -> tuple[dict, torch.nn.Module]:  # noqa: F821
     """The real-data result and its classifier, cached next to `path` (same classifier settings and seed)."""
     from synthaug.training.checkpoint import load_checkpoint, save_checkpoint
     from synthaug.training.classify import new_classifier
@@ -61,7 +61,7 @@ def real_baseline(path: Path, splits, seed: int):
     return result, model
 
 
-def nearest_train_distance(run: str, images: torch.Tensor, labels: torch.Tensor, test) -> dict:
+def nearest_train_distance(run: str, images: torch.Tensor, labels: torch.Tensor, test: "ImageDataset") -> dict:  # noqa: F821
     """Mean RMS pixel distance from each sample to the nearest image of its class in the generator's own
     training set, next to the same for real test images: samples much closer than test images are copies."""
     from synthaug.data import load_data

@@ -16,7 +16,7 @@ import time
 import torch
 
 
-def load_train(dataset: str):
+def load_train(dataset: str) -> "ImageDataset":  # noqa: F821
     from synthaug.data import DataConfig, DatasetError, load_data
 
     try:

@@ -225,7 +225,7 @@ def test_unhealthy_gan_stops_and_restores_last_healthy_checkpoint(bands, tmp_pat
     gen = make("cgan", bands, steps=10, log_every=2, checkpoint_every=2, d_win_loss=1e9, d_win_windows=2,
                stop_on_unhealthy=True)
     summary = gen.fit(bands, Run(tmp_path / "run"))
-    assert summary["stop_reason"] == "unhealthy:d_wins" and summary["steps"] == 2
+    assert summary["stop_reason"] == "unhealthy:d_wins" and summary["steps"] == 2 and summary["health_warnings"] == 1
     tensors, _ = read_checkpoint(tmp_path / "run" / CHECKPOINT)
     for key, value in gen.G.state_dict().items():
         assert torch.equal(value, tensors[f"G.{key}"])
@@ -336,6 +336,8 @@ def test_cli_fit_and_sample_end_to_end(tmp_path, capsys):
     changed = args[:-2] + ["--set", "loss=bce", "--out", str(run_dir), "--resume"]
     assert main(changed) == 2 and "settings differ" in capsys.readouterr().err
     assert main(args[:args.index("--steps") + 1] + ["6"] + args[args.index("--steps") + 2:] + ["--resume"]) == 0
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 6  # extended from 4, not restarted
+    assert "resumed from" in (run_dir / "log.txt").read_text()
 
     assert main(["generator", "sample", "--run", str(run_dir), "--per-class", "4", "--seed", "3", "--out", str(out)]) == 0
     tensors = load_tensors(out / "images.safetensors")

@@ -144,7 +144,7 @@ class Diffusion(TrainableGenerator):
             self.ema.update(self.unet, step)
         return {"loss": loss.detach()}
 
-    def make_scheduler(self):
+    def make_scheduler(self) -> Any:  # a diffusers scheduler (imported lazily: diffusers takes ~8 s to import)
         from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
         # "trailing" spacing starts at the last training timestep: better images at few steps. Both clip the

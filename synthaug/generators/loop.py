@@ -234,8 +234,9 @@ class GeneratorTrainer:
     def stop_unhealthy(self, warnings: list[HealthWarning]) -> str:
         checks = ",".join(sorted({w.check for w in warnings}))
         if self.ckpt is not None and self.state["last_checkpoint"] is not None:
-            step = self.state["step"]
+            step, warned = self.state["step"], self.state["health_warnings"]
             self.restore()
+            self.state["health_warnings"] = warned  # the warnings happened, even if the weights go back
             self.log(f"stopped at step {step} (unhealthy: {checks}); restored the last healthy checkpoint "
                      f"(step {self.state['step']})", echo=True)
         else:
@@ -248,6 +249,8 @@ class GeneratorTrainer:
         if resume and self.ckpt is not None and self.ckpt.exists():
             self.restore()
             self.log(f"resumed from {self.ckpt} at step {self.state['step']}/{cfg.steps}", echo=True)
+        elif resume:
+            self.log("asked to resume, but no checkpoint was written yet: starting from step 0", echo=True)
         from tqdm.auto import tqdm
 
         self.progress = tqdm(total=cfg.steps, initial=self.state["step"], disable=not cfg.progress, unit="step",
