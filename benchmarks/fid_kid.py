@@ -49,7 +49,7 @@ def make_features(n: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     mixing = scale[:, None] * rng.normal(size=(dim, dim)).astype(np.float32) / np.sqrt(dim)
     real = np.maximum(rng.normal(size=(n, dim)).astype(np.float32) @ mixing + 0.05, 0.0)
     fake = np.maximum(1.1 * (rng.normal(size=(n, dim)).astype(np.float32) @ mixing) + 0.06, 0.0)
-    return real, fake
+    return real.astype(np.float32), fake.astype(np.float32)  # float64 scalars above promote (NEP 50)
 
 
 def timed(fn):
