@@ -57,7 +57,8 @@ class ClassifierFeatures(FeatureExtractor):
         channels, height, width = images.shape[1:]
         size_ok = self.image_size is None or (height, width) == (self.image_size, self.image_size)
         if channels != self.in_channels or not size_ok:
-            expected = f"{self.in_channels}x{self.image_size}x{self.image_size}" if self.image_size else f"{self.in_channels} channels"
+            size = self.image_size
+            expected = f"{self.in_channels}x{size}x{size}" if size else f"{self.in_channels} channels"
             raise ValueError(f"the classifier from {self.source} was trained on {expected} images, got "
                              f"{channels}x{height}x{width}: evaluate images of the size and channels it was trained on")
         return images

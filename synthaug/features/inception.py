@@ -49,7 +49,8 @@ def _build_inception(weights_path: str | Path | None) -> tuple[torch.nn.Module, 
             raise InceptionUnavailable(f"InceptionV3 weights file {weights_path} does not exist. " + _advice(cache_file))
         # torch-fidelity loads the file with pickle enabled; make sure it holds nothing but tensors first.
         torch.load(weights_path, map_location="cpu", weights_only=True)
-        model = FeatureExtractorInceptionV3("inception-v3-compat", features_list, feature_extractor_weights_path=str(weights_path))
+        model = FeatureExtractorInceptionV3("inception-v3-compat", features_list,
+                                            feature_extractor_weights_path=str(weights_path))
         return model, f"inception-v3-compat:{file_digest(weights_path)}"
     identity = f"inception-v3-compat:{Path(URL_INCEPTION_V3).name}"
     if not cache_file.is_file() and _offline():
