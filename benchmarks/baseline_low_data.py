@@ -18,12 +18,14 @@ from scipy import stats
 
 RECIPES = {
     "none": dict(augment=[]),
-    "flip+crop": dict(augment=["flip", "crop"], crop_padding=3),
-    "flip+crop+erasing": dict(augment=["flip", "crop", "erasing"], crop_padding=3),
-    "trivialaugment+flip+crop": dict(augment=["trivialaugment", "flip", "crop"], crop_padding=3),
-    "randaugment+flip+crop": dict(augment=["randaugment", "flip", "crop"], crop_padding=3),
-    "flip+crop+mixup/cutmix": dict(augment=["flip", "crop"], crop_padding=3, mixup_alpha=0.2, cutmix_alpha=1.0, mix_prob=0.5),
-    "flip+crop+erasing+tta": dict(augment=["flip", "crop", "erasing"], crop_padding=3, tta_flip=True),
+    "flip+crop": dict(augment=["flip", "crop"], crop_padding=2),
+    "flip+crop+erasing": dict(augment=["flip", "crop", "erasing"], crop_padding=2),
+    "trivialaugment+flip+crop": dict(augment=["trivialaugment", "flip", "crop"], crop_padding=2),
+    "randaugment+flip+crop": dict(augment=["randaugment", "flip", "crop"], crop_padding=2),
+    "flip+crop+mixup/cutmix": dict(augment=["flip", "crop"], crop_padding=2, mixup_alpha=0.2, cutmix_alpha=1.0, mix_prob=0.5),
+    "flip+crop+erasing+tta": dict(augment=["flip", "crop", "erasing"], crop_padding=2, tta_flip=True),
+    "trivialaugment+flip+crop+erasing+tta": dict(augment=["trivialaugment", "flip", "crop", "erasing"], crop_padding=2,
+                                                 tta_flip=True),
 }
 
 
@@ -34,7 +36,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES))
     parser.add_argument("--model", default="small-cnn")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
