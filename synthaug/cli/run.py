@@ -66,5 +66,5 @@ def _print_headline(summary: dict) -> None:
             t = entry.get("tests", {}).get(arm, {}).get(metric)
             ci = f"[{s['ci_low']:.4f}, {s['ci_high']:.4f}]" if s.get("ci_low") is not None else ""
             diff = f"  Δ {t['mean_diff']:+.4f} (p={t['t_p']:.3g})" if t and t.get("t_p") is not None else ""
-            flag = "  HURTS" if entry.get("hurts", {}).get(arm) else ""
+            flag = "  HURTS" if entry.get("hurts", {}).get(arm) else ("  worse" if entry.get("worse", {}).get(arm) else "")
             print(f"  {arm:<55} {s['mean']:.4f} {ci}{diff}{flag}")

@@ -35,14 +35,18 @@ def _table(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[int, f
     return table
 
 
-def summarise_rows(rows: list[dict[str, Any]], baselines: dict[str, str], alpha: float = 0.05) -> dict[str, Any]:
-    """{experiment: {arms: {arm: {metric: summary}}, tests: {arm: {metric: paired test}}, hurts: {arm: [...]}}}."""
+def summarise_rows(rows: list[dict[str, Any]], baselines: dict[str, str], alpha: float = 0.05,
+                   real_only: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """{experiment: {arms: {arm: {metric: summary}}, tests: {arm: {metric: paired test}}, hurts: {arm: [...]},
+    worse: {arm: [...]}}}. Arms in `real_only` use no synthetic images: being worse than the baseline puts
+    them under "worse", not under "synthetic data hurts"."""
     from synthaug.stats import holm_correction, paired_tests, summarise
 
     table = _table(rows)
     out: dict[str, Any] = {}
     for (experiment, arm, metric), by_seed in table.items():  # rows' order: arms appear as the kinds ran them
-        entry = out.setdefault(experiment, {"baseline": baselines.get(experiment), "arms": {}, "tests": {}, "hurts": {}})
+        entry = out.setdefault(experiment, {"baseline": baselines.get(experiment), "arms": {}, "tests": {}, "hurts": {},
+                                            "worse": {}})
         entry["arms"].setdefault(arm, {})[metric] = summarise([by_seed[s] for s in sorted(by_seed)])
     for experiment, entry in out.items():
         base = entry["baseline"]
@@ -63,7 +67,7 @@ def summarise_rows(rows: list[dict[str, Any]], baselines: dict[str, str], alpha:
             for m, p in zip(recall_metrics, adjusted):
                 tests[m]["t_p_holm"] = p
             entry["tests"][arm] = tests
-            entry["hurts"][arm] = _hurts(tests, alpha)
+            entry["worse" if arm in real_only else "hurts"][arm] = _hurts(tests, alpha)
     return out
 
 

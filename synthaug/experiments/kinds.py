@@ -18,6 +18,8 @@ KINDS: Registry[Callable[[Experiment], None]] = Registry("experiment kind")
 BASELINE = "real + classical augmentation (baseline)"
 PLAIN = "real, no augmentation"
 BASELINES = {"compare": BASELINE, "p-real": BASELINE, "imbalance": BASELINE, "transfer": "train real / test real"}
+OVERSAMPLING = "real + random oversampling"
+REAL_ONLY = {PLAIN, OVERSAMPLING}  # arms without synthetic images: "worse", never "synthetic data hurts"
 
 
 def _strategy_arm(exp: Experiment, name: str) -> str:
@@ -151,7 +153,7 @@ def imbalance(exp: Experiment) -> None:
         arms = {BASELINE: exp.train_baseline(seed, splits)[1]}
         if not any(missing.values()):
             raise ValueError("the imbalance kind needs an imbalanced training set: set data.imbalance_ratio or data.class_counts")
-        arms["real + random oversampling"] = exp.train_with_synthetic(seed, splits, _oversample(splits.train, missing, seed),
+        arms[OVERSAMPLING] = exp.train_with_synthetic(seed, splits, _oversample(splits.train, missing, seed),
                                                                       "oversampling", strategy="add")[1]
         for spec in exp.cfg.generators:
             gen_dir = exp.generator(spec, seed, splits)

@@ -12,7 +12,7 @@ from synthaug.config import from_dict, load_yaml
 from synthaug.experiments.analysis import summarise_rows, write_results
 from synthaug.experiments.config import ExperimentConfig
 from synthaug.experiments.context import Experiment
-from synthaug.experiments.kinds import BASELINES, KINDS
+from synthaug.experiments.kinds import BASELINES, KINDS, REAL_ONLY
 from synthaug.utils import to_jsonable, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, report: bool = True) 
         KINDS.resolve(kind)[0](exp)
         exp.artefacts["costs"].setdefault("kind_seconds", {})[kind] = time.perf_counter() - kind_start
         write_results(exp.rows, out / "results.csv")  # after every kind, so finished work is on disk
-    summary = summarise_rows(exp.rows, BASELINES, cfg.alpha)
+    summary = summarise_rows(exp.rows, BASELINES, cfg.alpha, REAL_ONLY)
     summary["_meta"] = {"name": cfg.name, "dataset": exp.data.dataset, "notice": exp.notice, "seeds": cfg.seeds,
                         "seconds": time.perf_counter() - start, "steps_ran": len(exp.cache.ran),
                         "steps_reused": len(exp.cache.reused), "synthaug_version": __version__}

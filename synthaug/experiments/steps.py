@@ -83,7 +83,7 @@ def fit_generator(cache: StepCache, spec: GeneratorSpec, data_cfg: DataConfig, r
     run.write_config({"data": data_cfg, "generator": spec.generator, "config": gen_cfg})
     generator = build_generator(spec.generator, settings, real)
     start = time.perf_counter()
-    summary = generator.fit(real, run, resume=True)
+    summary = generator.fit(real, run, resume=any(folder.glob("checkpoint*.safetensors")))
     seconds = time.perf_counter() - start
     generator.save(folder)
     run.close()

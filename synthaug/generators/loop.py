@@ -20,7 +20,7 @@ from synthaug.data.base import ImageDataset
 from synthaug.generators.base import Generator, GeneratorConfig
 from synthaug.generators.health import HealthMonitor, HealthWarning, class_diversity
 from synthaug.runs import Run
-from synthaug.training.checkpoint import _flatten_optimizer, _unflatten_optimizer, read_checkpoint, save_tensors
+from synthaug.training.checkpoint import flatten_optimizer, unflatten_optimizer, read_checkpoint, save_tensors
 from synthaug.training.loop import TrainingDiverged
 from synthaug.training.sampler import BatchSampler
 from synthaug.utils import resolve_device
@@ -55,7 +55,7 @@ def save_training_state(path: Any, modules: dict[str, nn.Module], optimizers: di
         out.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
     meta: dict[str, Any] = {"state": state, "optimizers": {}}
     for name, opt in optimizers.items():
-        opt_tensors, meta["optimizers"][name] = _flatten_optimizer(opt)
+        opt_tensors, meta["optimizers"][name] = flatten_optimizer(opt)
         out.update({f"{name}.{k}": v for k, v in opt_tensors.items()})
     out.update({f"extra.{k}": v for k, v in tensors.items()})
     save_tensors(path, out, meta)
@@ -75,7 +75,7 @@ def load_training_state(path: Any, modules: dict[str, nn.Module], optimizers: di
         for name, module in modules.items():
             module.load_state_dict(part(f"{name}."))
         for name, opt in optimizers.items():
-            opt.load_state_dict(_unflatten_optimizer(part(f"{name}."), meta["optimizers"][name]))
+            opt.load_state_dict(unflatten_optimizer(part(f"{name}."), meta["optimizers"][name]))
     except (RuntimeError, KeyError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} does not fit this generator's configuration: {exc}") from exc
     return meta["state"], part("extra.")

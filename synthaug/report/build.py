@@ -46,7 +46,12 @@ def arm_table(entry: dict[str, Any], metric: str = "accuracy", extra: tuple[str,
         t = entry.get("tests", {}).get(arm, {}).get(metric)
         diff = "baseline" if arm == base else ("–" if t is None else
                                              f"{t['mean_diff']:+.4f} [{_fmt(t.get('ci_low'))}, {_fmt(t.get('ci_high'))}]")
-        flag = "hurts: " + "; ".join(entry["hurts"][arm]) if entry.get("hurts", {}).get(arm) else ""
+        if entry.get("hurts", {}).get(arm):
+            flag = "hurts: " + "; ".join(entry["hurts"][arm])
+        elif entry.get("worse", {}).get(arm):
+            flag = "worse: " + "; ".join(entry["worse"][arm])
+        else:
+            flag = ""
         rows.append([arm, _ci(metrics[metric]), diff, _p(t and t.get("t_p")), _p(t and t.get("wilcoxon_p")),
                      _fmt(t and t.get("cohen_dz"), 2), *[_ci(metrics.get(m)) for m in extra], flag])
     return Table(headers, rows)
@@ -90,7 +95,12 @@ class ReportBuilder:
         entry = self.summary.get("compare")
         if not entry:
             return
-        self.add(Heading("Does synthetic data help? (headline)"), arm_table(entry))
+        n_seeds = len(self.summary.get("_meta", {}).get("seeds", []))
+        self.add(Heading("Does synthetic data help? (headline)"), arm_table(entry),
+                 Para(f"Δ: mean paired difference to the baseline over {n_seeds} seeds with its 95% t-interval; effect dz: "
+                      f"that mean divided by the standard deviation of the differences. With {n_seeds} seeds the smallest "
+                      f"possible two-sided Wilcoxon p is {2 / 2 ** max(n_seeds, 1):.3g}, so decisions rest on the paired "
+                      f"t-test; flags use alpha {self.config.get('alpha', 0.05)} (per-class recalls Holm-corrected)."))
         base = entry["arms"].get(entry["baseline"], {}).get("accuracy", {})
         for arm, reasons in entry.get("hurts", {}).items():
             if reasons:

@@ -18,7 +18,7 @@ class CheckpointError(RuntimeError):
     pass
 
 
-def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     sd = opt.state_dict()
     tensors, scalars = {}, {}
     for pid, state in sd["state"].items():
@@ -30,7 +30,7 @@ def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if name.startswith("optim."):
@@ -48,7 +48,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     out = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta: dict[str, Any] = {"state": state or {}}
     if optimizer is not None:
-        opt_tensors, meta["optimizer"] = _flatten_optimizer(optimizer)
+        opt_tensors, meta["optimizer"] = flatten_optimizer(optimizer)
         out.update(opt_tensors)
     for k, v in (tensors or {}).items():
         out[f"extra.{k}"] = v.detach().cpu().contiguous()
@@ -81,7 +81,7 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint {path} does not fit this model: {exc}") from exc
     if optimizer is not None and "optimizer" in meta:
-        optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+        optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
     extra = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
     return meta.get("state", {}), extra
 
