@@ -74,8 +74,8 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}, {'GPU ' + torch.cuda.get_device_name() if cuda else 'CPU only'}")
     print(f"data: {train.describe()[:70]}...; {args.steps} timed steps of {batch}\n")
-    print(f"| generator | device | precision | batch | params (M) | train steps/s | train images/s | samples/s |")
-    print(f"|---|---|---|---|---|---|---|---|")
+    print("| generator | device | precision | batch | params (M) | train steps/s | train images/s | samples/s |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in args.generators.split(","):
         count = args.samples // 10 if name == "diffusion" else args.samples
         r = bench_one(name, train, args.steps, batch, args.precision, count)

@@ -1,5 +1,4 @@
 import csv
-import json
 from pathlib import Path
 
 import pytest
@@ -69,7 +68,6 @@ def test_tiny_experiment_writes_results_summary_and_full_report(tiny_run):
 
 def test_cached_rerun_does_no_training(tiny_run, monkeypatch):
     out, cfg, summary = tiny_run
-    from synthaug.generators.base import Generator
     from synthaug.training import loop
 
     def refuse(*args, **kwargs):

@@ -1,10 +1,8 @@
-import json
 
-import numpy as np
 import pytest
 import torch
 
-from synthaug.data import DataConfig, DatasetError, ImageDataset, load_data
+from synthaug.data import DatasetError, ImageDataset
 from synthaug.synthetic import FilterContext, parse_filter, read_manifest, read_synthetic, write_synthetic
 
 

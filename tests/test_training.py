@@ -4,7 +4,6 @@ import math
 import pytest
 import torch
 
-from synthaug.data import ImageDataset
 from synthaug.runs import Run
 from synthaug.training.checkpoint import read_checkpoint
 from synthaug.training.classify import new_classifier

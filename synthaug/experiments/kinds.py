@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 
 from synthaug.data import ImageDataset
+from synthaug.experiments import steps
 from synthaug.experiments.context import Experiment
 from synthaug.registry import Registry
 
@@ -33,8 +34,6 @@ def compare(exp: Experiment) -> None:
 
     for seed in exp.cfg.seeds:
         splits = exp.splits(seed)
-        from synthaug.experiments import steps
-
         _, plain = steps.train_classifier(exp.cache, "plain", splits, exp.plain_cfg(seed, len(splits.train)))
         exp.record("compare", PLAIN, seed, plain)
         _, base = exp.train_baseline(seed, splits)

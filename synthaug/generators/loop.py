@@ -9,7 +9,6 @@ progress bar and the NaN stop.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from typing import Any, Callable
 

@@ -233,7 +233,10 @@ class ReportBuilder:
         rows = []
         for name, per_budget in saved.items():
             for row in per_budget:
-                if row["status"] == "ok":
+                if row["status"] == "ok" and row["saved"] < 0:
+                    needed = _fmt(row["needed"], 1)
+                    result = f"none: worth only {row['needed']:.1f} real labels/class ({100 * row['needed'] / row['budget']:.0f}% of the budget)"
+                elif row["status"] == "ok":
                     needed, result = _fmt(row["needed"], 1), f"{100 * row['saved']:.0f}%"
                 elif row["status"] == ">max":
                     needed, result = f"> {max(r['budget'] for r in per_budget):g}", f"at least {100 * row['saved_bound']:.0f}%"
