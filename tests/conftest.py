@@ -19,15 +19,7 @@ def digits_splits():
 
 @pytest.fixture
 def tiny_dataset():
-    """3 classes of 16x16 grey images that differ by where a bright square sits: learnable in a few steps."""
-    from synthaug.data import ImageDataset
+    """3 classes of 16x16 grey images that differ by where a bright bar sits: learnable in a few steps."""
+    from helpers import make_tiny_dataset
 
-    g = torch.Generator().manual_seed(0)
-    n_per = 40
-    images, labels = [], []
-    for c in range(3):
-        x = (torch.rand(n_per, 1, 16, 16, generator=g) * 60).to(torch.uint8)
-        x[:, :, 2 + 4 * c : 6 + 4 * c, 4:12] = 230
-        images.append(x)
-        labels.append(torch.full((n_per,), c))
-    return ImageDataset(torch.cat(images), torch.cat(labels), ["a", "b", "c"], name="tiny")
+    return make_tiny_dataset()

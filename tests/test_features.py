@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from synthaug.data import ImageDataset
 from synthaug.features import (
     FEATURE_EXTRACTORS,
     ClassifierFeatures,
@@ -33,15 +32,9 @@ def one_thread():
 
 
 def _tiny_images(seed=0, n_per=40):
-    """3 classes of 16x16 grey images told apart by where a bright bar sits (as conftest's tiny_dataset)."""
-    g = torch.Generator().manual_seed(seed)
-    images, labels = [], []
-    for c in range(3):
-        x = (torch.rand(n_per, 1, 16, 16, generator=g) * 60).to(torch.uint8)
-        x[:, :, 2 + 4 * c: 6 + 4 * c, 4:12] = 230
-        images.append(x)
-        labels.append(torch.full((n_per,), c))
-    return ImageDataset(torch.cat(images), torch.cat(labels), ["a", "b", "c"], name="tiny")
+    from helpers import make_tiny_dataset
+
+    return make_tiny_dataset(seed, n_per)
 
 
 @pytest.fixture(scope="module")

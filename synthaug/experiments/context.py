@@ -30,6 +30,8 @@ class Experiment:
         self.artefacts: dict[str, Any] = {"confusion": {}, "generators": {}, "synthetic": {}, "costs": {}}
         self.data, self.notice = self._resolve_data()
         self._splits: dict[str, DatasetSplits] = {}
+        self.evaluator_model: Any = None  # classifier that measures sample quality (experiments.quality.evaluator)
+        self.evaluator_features: dict[str, np.ndarray] = {}  # its features of the real test set, computed once
 
     # --- data ---------------------------------------------------------------------------------------
     def _resolve_data(self) -> tuple[DataConfig, str | None]:

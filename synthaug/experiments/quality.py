@@ -16,13 +16,13 @@ import torch
 from synthaug.data import DatasetSplits, ImageDataset, load_data
 from synthaug.experiments import steps
 from synthaug.experiments.context import Experiment
-from synthaug.synthetic.evaluate import quality_metrics
+from synthaug.synthetic.evaluate import _subsample, quality_metrics
 
 MAX_PER_SET = 2000  # features per set for the quality metrics (MMD permutations are quadratic)
 
 
 def evaluator(exp: Experiment) -> torch.nn.Module:
-    if getattr(exp, "_evaluator", None) is None:
+    if exp.evaluator_model is None:
         from synthaug.training.classify import load_classifier
 
         data_cfg = replace(exp.data, per_class=None, fraction=None, class_counts=None, imbalance_ratio=None,
@@ -32,9 +32,8 @@ def evaluator(exp: Experiment) -> torch.nn.Module:
         cfg = replace(cfg, device=exp.cfg.device, progress=False, seed=0)
         folder, metrics = steps.train_classifier(exp.cache, "evaluator", full, cfg)
         exp.artefacts["evaluator"] = {"dir": str(folder), "accuracy": metrics["accuracy"], "model": cfg.model}
-        exp._evaluator, _ = load_classifier(folder)
-        exp._features: dict[str, np.ndarray] = {}
-    return exp._evaluator
+        exp.evaluator_model, _ = load_classifier(folder)
+    return exp.evaluator_model
 
 
 def _features(model: torch.nn.Module, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -44,19 +43,12 @@ def _features(model: torch.nn.Module, images: torch.Tensor) -> tuple[np.ndarray,
     return features.astype(np.float64), probs
 
 
-def _subsample(ds: ImageDataset, n: int, seed: int) -> ImageDataset:
-    if len(ds) <= n:
-        return ds
-    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    return ds.subset(idx)
-
-
 def record_quality(exp: Experiment, name: str, seed: int, splits: DatasetSplits, synthetic: ImageDataset,
                    experiment: str = "quality") -> dict[str, float]:
     model = evaluator(exp)
     key = f"test-{len(splits.test)}"
-    if key not in exp._features:
-        exp._features[key] = _features(model, _subsample(splits.test, MAX_PER_SET, 0).images)[0]
+    if key not in exp.evaluator_features:
+        exp.evaluator_features[key] = _features(model, _subsample(splits.test, MAX_PER_SET, 0).images)[0]
     real_sub, syn_sub = _subsample(splits.train, MAX_PER_SET, seed), _subsample(synthetic, MAX_PER_SET, seed)
     real_train = _features(model, real_sub.images)[0]
     syn_feats, syn_probs = _features(model, syn_sub.images)
@@ -65,10 +57,10 @@ def record_quality(exp: Experiment, name: str, seed: int, splits: DatasetSplits,
         folder.mkdir(exist_ok=True)
         np.savez(folder / f"{experiment}-{name}.npz", real=real_train, real_labels=real_sub.labels.numpy(),
                  synthetic=syn_feats, synthetic_labels=syn_sub.labels.numpy(), class_names=np.array(splits.train.class_names))
-    values = quality_metrics(exp._features[key], real_train, syn_feats, syn_probs, seed)
+    values = quality_metrics(exp.evaluator_features[key], real_train, syn_feats, syn_probs, seed)
     # CAS: accuracy of the evaluator on synthetic images is *not* CAS; CAS (train-on-synthetic) comes
     # from the transfer / p-real kinds. Here: how often the evaluator agrees with the conditioned class.
-    values["evaluator_agreement"] = float((syn_probs.argmax(1) == _subsample(synthetic, MAX_PER_SET, seed).labels.numpy()).mean())
+    values["evaluator_agreement"] = float((syn_probs.argmax(1) == syn_sub.labels.numpy()).mean())
     for metric, value in values.items():
         exp.add_row(experiment, name, seed, metric, value)
     return values

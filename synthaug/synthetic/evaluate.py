@@ -93,6 +93,7 @@ def _reference_classifier(cfg: EvaluateConfig, data_cfg: DataConfig) -> tuple[st
 
 
 def _subsample(ds: ImageDataset, n: int, seed: int) -> ImageDataset:
+    """At most `n` images, a seeded random subset kept in the original order."""
     if len(ds) <= n:
         return ds
     return ds.subset(torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].sort().values)
