@@ -93,6 +93,11 @@ def main() -> None:
     parser.add_argument("--baseline", default="runs/cas/real_baseline.json", help="cache of the real-data result")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--set", action="append", help="sampling override, e.g. guidance_scale=1 (repeatable)")
+    parser.add_argument("--filter", action="append", default=[],
+                        help="curate the samples as `synthaug synth make --filter` does (e.g. confidence:tau=0.9; "
+                             "repeatable): the filter classifier is trained on the real training set, so this CAS "
+                             "is of generator + filter, not of the generator alone")
+    parser.add_argument("--oversample", type=float, default=1.5, help="candidates per missing image when filtering")
     parser.add_argument("--skip-cas", action="store_true",
                         help="only the real classifier's accuracy on the samples and their diversity (seconds, not minutes)")
     args = parser.parse_args()
@@ -109,9 +114,24 @@ def main() -> None:
         from synthaug.utils import to_jsonable
 
         gen.cfg = from_dict(type(gen.cfg), {**to_jsonable(gen.cfg), **parse_sets(args.set)[0]})
-    labels = torch.arange(gen.num_classes).repeat_interleave(args.per_class)
     start = time.perf_counter()
-    images = gen.sample(labels, seed=args.seed)
+    manifest = None
+    if args.filter:  # the library's curation path: sample, score, keep, store (then read back, hash-checked)
+        from synthaug.synthetic.make import SynthConfig, make_synthetic
+        from synthaug.synthetic.store import read_synthetic
+        from synthaug.utils import config_hash
+
+        if args.set:
+            raise SystemExit("--set and --filter together are not supported (make_synthetic loads the saved generator)")
+        cfg = SynthConfig(generator_run=args.run, per_class=args.per_class, filters=args.filter,
+                          oversample=args.oversample, seed=args.seed, progress=False)
+        out = Path(args.run) / f"cas_synthetic-{config_hash([args.filter, args.oversample, args.per_class, args.seed])}"
+        manifest = make_synthetic(cfg, out, real=splits.train)
+        stored = read_synthetic(out)
+        images, labels = stored.images, stored.labels
+    else:
+        labels = torch.arange(gen.num_classes).repeat_interleave(args.per_class)
+        images = gen.sample(labels, seed=args.seed)
     sample_seconds = time.perf_counter() - start
     synthetic = ImageDataset(images, labels, gen.class_names, name=f"{gen.name} samples")
     print(f"sampled {len(labels)} images in {sample_seconds:.0f} s", flush=True)
@@ -121,7 +141,10 @@ def main() -> None:
     from synthaug.generators.health import class_diversity
 
     fidelity = evaluate(real_model, synthetic, classifier_config(args.seed))[0]["accuracy"]
-    first = (torch.arange(len(labels)) % args.per_class) < 200  # 200 per class is plenty for a mean distance
+    rank = torch.empty_like(labels)  # position of each image within its class
+    for k in range(gen.num_classes):
+        rank[labels == k] = torch.arange(int((labels == k).sum()))
+    first = rank < 200  # 200 per class is plenty for a mean distance
     diversity = class_diversity(images[first], labels[first], gen.num_classes)
     real_first = torch.cat([torch.nonzero(splits.train.labels == k).flatten()[:200] for k in range(gen.num_classes)])
     real_diversity = class_diversity(splits.train.images[real_first], splits.train.labels[real_first], gen.num_classes)
@@ -135,8 +158,13 @@ def main() -> None:
               "real_classifier_on_synthetic": fidelity,
               "diversity_mean": sum(diversity) / len(diversity), "real_diversity_mean": sum(real_diversity) / len(real_diversity),
               "diversity": [round(d, 3) for d in diversity], **memorisation, "classifier": CLASSIFIER,
-              "classifier_train_seconds": seconds and round(seconds, 1), "sampling_overrides": args.set or []}
-    (Path(args.run) / ("fidelity.json" if args.skip_cas else "cas.json")).write_text(json.dumps(result, indent=2) + "\n")
+              "classifier_train_seconds": seconds and round(seconds, 1), "sampling_overrides": args.set or [],
+              "filters": args.filter, "candidates_per_class": manifest and manifest.get("generated_per_class"),
+              "kept_per_class": manifest and manifest.get("kept_per_class")}
+    name = "fidelity" if args.skip_cas else "cas"
+    if args.filter:
+        name += "-" + "-".join(f.replace(":", "_").replace("=", "").replace(",", "_") for f in args.filter)
+    (Path(args.run) / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -28,6 +28,8 @@ class CGANConfig(GeneratorConfig):
     noise_dim: int = 100  # length of the noise vector z (100 as in the X-ray study)
     g_width: int = 32  # generator channels at full resolution; doubled at each coarser level
     d_width: int = 32  # discriminator channels after its first downsampling; doubled at each further one
+    d_depth: int = 1  # conv layers per discriminator scale: 1 = DCGAN (4x4 stride 2 only); 2 adds a 3x3 conv
+    # before each downsampling (SNGAN's "standard CNN" D), a stronger critic for little extra time since G dominates
     loss: Literal["bce", "hinge"] = "hinge"  # bce: non-saturating GAN loss; hinge: as in SNGAN / BigGAN
     optimizer: Literal["adam", "rmsprop"] = "adam"  # for both networks
     d_lr: float | None = None  # discriminator learning rate (None: same as lr)
@@ -46,8 +48,8 @@ class CGANConfig(GeneratorConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         name = type(self).__name__
-        if self.noise_dim < 1 or self.g_width < 1 or self.d_width < 1 or self.d_steps < 1:
-            raise ValueError(f"{name}: noise_dim, g_width, d_width and d_steps must be >= 1")
+        if min(self.noise_dim, self.g_width, self.d_width, self.d_steps, self.d_depth) < 1:
+            raise ValueError(f"{name}: noise_dim, g_width, d_width, d_depth and d_steps must be >= 1")
         if self.loss not in ("bce", "hinge"):
             raise ValueError(f"{name}.loss must be bce or hinge, got {self.loss!r}")
         if self.optimizer not in ("adam", "rmsprop"):
@@ -91,16 +93,20 @@ class CondGenerator(nn.Module):
 
 
 class CondDiscriminator(nn.Module):
-    """[conv 4x4 /2 -> LeakyReLU]* -> conv3x3 -> sum-pool -> linear (+ projection <embed(y), h>)."""
+    """[(conv 3x3 -> LeakyReLU)* conv 4x4 /2 -> LeakyReLU]* -> conv3x3 -> sum-pool -> linear (+ projection <embed(y), h>)."""
 
     def __init__(self, channels: int, num_classes: int, plan: SizePlan, width: int, spectral_norm: bool,
-                 conditioning: str) -> None:
+                 conditioning: str, depth: int = 1) -> None:
         super().__init__()
         sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
         self.num_classes, self.conditioning = num_classes, conditioning
         layers: list[nn.Module] = []
         c = channels + (num_classes if conditioning == "concat" else 0)
         for i in range(plan.halvings):
+            for _ in range(depth - 1):  # same-resolution 3x3 convs at the input's width (the first: width // 2)
+                c_mid = max(width * 2 ** i // 2, 1)
+                layers += [sn(nn.Conv2d(c, c_mid, 3, 1, 1)), nn.LeakyReLU(0.2)]
+                c = c_mid
             layers += [sn(nn.Conv2d(c, width * 2 ** i, 4, 2, 1)), nn.LeakyReLU(0.2)]
             c = width * 2 ** i
         layers += [sn(nn.Conv2d(c, 2 * c, 3, padding=1)), nn.LeakyReLU(0.2)]
@@ -145,7 +151,8 @@ class CGAN(TrainableGenerator):
         plan = size_plan(h, w, who="cgan")
         with seeded_init(cfg.seed):
             self.G = CondGenerator(cfg.noise_dim, self.num_classes, c, plan, cfg.g_width)
-            self.D = CondDiscriminator(c, self.num_classes, plan, cfg.d_width, cfg.spectral_norm, cfg.d_conditioning)
+            self.D = CondDiscriminator(c, self.num_classes, plan, cfg.d_width, cfg.spectral_norm, cfg.d_conditioning,
+                                       cfg.d_depth)
         self.G.to(self.device, memory_format=self.memory_format)
         self.D.to(self.device, memory_format=self.memory_format)
         self.ema = EMA(self.G, cfg.ema_decay) if cfg.ema_decay > 0 else None

@@ -22,7 +22,7 @@ from synthaug.runs import Run
 from synthaug.training.checkpoint import flatten_optimizer, unflatten_optimizer, read_checkpoint, save_tensors
 from synthaug.training.loop import TrainingDiverged
 from synthaug.training.sampler import BatchSampler
-from synthaug.utils import resolve_device
+from synthaug.utils import resolve_device, use_bf16
 
 CHECKPOINT = "checkpoint.safetensors"
 GRID_PER_CLASS = 8  # images per class in the sample grids
@@ -86,7 +86,7 @@ class TrainableGenerator(Generator):
     def __init__(self, cfg: GeneratorConfig, image_shape: tuple[int, int, int], class_names: list[str]) -> None:
         super().__init__(cfg, image_shape, class_names)
         self.device = resolve_device(cfg.device)
-        self.bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
+        self.bf16 = use_bf16(cfg.precision, self.device)
         # channels_last speeds convolutions on GPUs; on CPU we keep the default layout (and exact results)
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
 

@@ -21,7 +21,7 @@ from synthaug.training.augment import Augmenter, mix_batch, soft_targets
 from synthaug.training.checkpoint import load_checkpoint, save_checkpoint
 from synthaug.training.config import TrainConfig
 from synthaug.training.sampler import BatchSampler
-from synthaug.utils import resolve_device
+from synthaug.utils import resolve_device, use_bf16
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -80,8 +80,7 @@ def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 def autocast(device: torch.device, cfg: TrainConfig) -> contextlib.AbstractContextManager:
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    if use_bf16:
+    if use_bf16(cfg.precision, device):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
