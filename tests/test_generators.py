@@ -170,6 +170,42 @@ def test_tiny_generator_learns_class_structure(name, bands):
         assert template_accuracy(gen.sample(labels, seed=0), labels, bands) >= 0.9
 
 
+def test_deeper_discriminator_adds_same_resolution_convs_and_still_learns(bands):
+    def convs(gen):
+        return [(m.kernel_size, m.stride) for m in gen.D.modules() if isinstance(m, torch.nn.Conv2d)]
+
+    shallow, deep = make("cgan", bands), make("cgan", bands, d_depth=2)
+    # 8x8 halves once to 4x4: DCGAN D = [4x4/2, 3x3]; depth 2 puts a 3x3/1 before the downsampling
+    assert convs(shallow) == [((4, 4), (2, 2)), ((3, 3), (1, 1))]
+    assert convs(deep) == [((3, 3), (1, 1)), ((4, 4), (2, 2)), ((3, 3), (1, 1))]
+    gen = make("cgan", bands, **{"log_every": 50, **LEARN["cgan"]}, batch_size=32, d_depth=2)
+    gen.fit(bands)
+    labels = torch.arange(3).repeat_interleave(20)
+    assert template_accuracy(gen.sample(labels, seed=0), labels, bands) >= 0.9
+
+
+def test_standing_statistics_are_the_average_over_fresh_noise(bands):
+    gen = make("cgan", bands, steps=6, standing_stats=3)
+    gen.fit(bands)
+    ema = gen.sampling_network()
+    copied = gen.G.bn0.bn.running_mean  # what the EMA copies from G at every step
+    first = gen.sample(torch.arange(3), seed=1)
+    # what the refresh should have produced: the mean over 3 batches of the pre-BN activations of bn0
+    g, n = torch.Generator().manual_seed(gen.cfg.seed + 77), 256
+    y = torch.arange(n) % 3
+    means = []
+    with torch.no_grad():
+        for _ in range(3):
+            z = torch.randn(n, gen.cfg.noise_dim, generator=g)
+            h = ema.fc(torch.cat([z, ema.embed(y)], 1)).view(-1, *ema.base)
+            means.append(h.mean((0, 2, 3)))
+    torch.testing.assert_close(ema.bn0.bn.running_mean, torch.stack(means).mean(0), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(copied, ema.bn0.bn.running_mean)
+    assert torch.equal(first, gen.sample(torch.arange(3), seed=1))  # computed once, deterministic
+    gen.load_state_dict(gen.state_dict())  # new weights: recomputed, same values
+    assert torch.equal(first, gen.sample(torch.arange(3), seed=1))
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_nan_loss_stops_with_clear_error_and_keeps_good_checkpoint(name, bands, tmp_path, monkeypatch):
     gen = make(name, bands, steps=8, checkpoint_every=2, log_every=2)

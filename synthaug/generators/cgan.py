@@ -17,7 +17,8 @@ from torch import nn
 from synthaug.generators.base import GENERATORS, GeneratorConfig
 from synthaug.generators.diffaugment import DIFFAUGMENT_OPS, diff_augment
 from synthaug.generators.health import HealthMonitor
-from synthaug.generators.layers import EMA, ConditionalBatchNorm2d, SizePlan, eval_mode, seeded_init, size_plan
+from synthaug.generators.layers import (EMA, ConditionalBatchNorm2d, SizePlan, eval_mode, refresh_batch_norm,
+                                        seeded_init, size_plan)
 from synthaug.generators.loop import Batch, TrainableGenerator, to_uint8
 
 LABEL_EMBED_DIM = 32  # class embedding concatenated to the noise at G's input (CBN also conditions every layer)
@@ -40,6 +41,8 @@ class CGANConfig(GeneratorConfig):
     d_conditioning: Literal["projection", "concat"] = "projection"  # projection D, or label planes as input channels
     diffaugment: list[str] = field(default_factory=list)  # DiffAugment ops: translation, cutout, color
     ema_decay: float = 0.999  # EMA of generator weights, used for sampling; 0 disables
+    standing_stats: int = 0  # before sampling, re-estimate the sampling G's batch-norm statistics from this many
+    # batches of 256 noise vectors (BigGAN's standing statistics); else the EMA G uses statistics copied from G
     stop_on_unhealthy: bool = False  # stop and restore the last checkpoint when a health check fires
     d_win_loss: float = 0.05  # discriminator loss below which D counts as winning outright in a log window
     d_win_windows: int = 10  # consecutive winning log windows before warning (0: check off)
@@ -65,6 +68,8 @@ class CGANConfig(GeneratorConfig):
             raise ValueError(f"{name}.ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
             raise ValueError(f"{name}.beta1 and beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
+        if self.standing_stats < 0:
+            raise ValueError(f"{name}.standing_stats must be >= 0, got {self.standing_stats}")
         if not 0 < self.diversity_drop < 1:
             raise ValueError(f"{name}.diversity_drop must be in (0, 1), got {self.diversity_drop}")
 
@@ -156,6 +161,7 @@ class CGAN(TrainableGenerator):
         self.G.to(self.device, memory_format=self.memory_format)
         self.D.to(self.device, memory_format=self.memory_format)
         self.ema = EMA(self.G, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self._stats_fresh = False  # standing statistics computed for the current sampling weights
 
     def sampling_network(self) -> nn.Module:
         return self.ema.model if self.ema is not None else self.G
@@ -218,7 +224,11 @@ class CGAN(TrainableGenerator):
         g_out = self.g_step(y, g)
         if self.ema is not None:
             self.ema.update(self.G, step)
+        self.weights_changed()
         return {**d_out, **g_out}
+
+    def weights_changed(self) -> None:
+        self._stats_fresh = False
 
     def health_monitor(self) -> HealthMonitor:
         return HealthMonitor(self.cfg.d_win_loss, self.cfg.d_win_windows, self.cfg.diversity_drop, self.class_names)
@@ -227,9 +237,26 @@ class CGAN(TrainableGenerator):
     def stop_on_unhealthy(self) -> bool:
         return self.cfg.stop_on_unhealthy
 
+    def standing_statistics(self) -> None:
+        """Refresh the sampling G's batch-norm statistics (fixed noise and balanced labels: deterministic)."""
+        if self.cfg.standing_stats == 0 or self._stats_fresh:
+            return
+        g, n = torch.Generator().manual_seed(self.cfg.seed + 77), 256
+        labels = torch.arange(n) % self.num_classes
+
+        def batches():
+            for _ in range(self.cfg.standing_stats):
+                z = torch.randn(n, self.cfg.noise_dim, generator=g)
+                yield z.to(self.device), labels.to(self.device)
+
+        with self.autocast():
+            refresh_batch_norm(self.sampling_network(), batches())
+        self._stats_fresh = True
+
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256) -> torch.Tensor:
         labels = self.check_labels(labels)
+        self.standing_statistics()
         z = torch.randn(len(labels), self.cfg.noise_dim, generator=torch.Generator().manual_seed(seed))
         net, out = self.sampling_network(), [torch.empty((0, *self.image_shape), dtype=torch.uint8)]
         with eval_mode(net):
@@ -246,3 +273,4 @@ class CGAN(TrainableGenerator):
         self.G.load_state_dict(weights)
         if self.ema is not None:
             self.ema.model.load_state_dict(weights)
+        self.weights_changed()

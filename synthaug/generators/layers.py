@@ -67,6 +67,25 @@ class EMA:
             ema_buf.copy_(buf)
 
 
+@torch.no_grad()
+def refresh_batch_norm(net: nn.Module, inputs: Iterator[tuple[torch.Tensor, ...]]) -> None:
+    """Re-estimate every batch norm's running statistics as the plain average over `inputs` (BigGAN's
+    "standing statistics"), e.g. for an EMA generator whose copied statistics belong to other weights."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta, mode = [m.momentum for m in bns], net.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches seen
+    net.train()
+    try:
+        for batch in inputs:
+            net(*batch)
+    finally:
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+        net.train(mode)
+
+
 @contextmanager
 def seeded_init(seed: int) -> Iterator[None]:
     """Layers draw their initial weights from the global RNG: seed it here without disturbing the caller's."""

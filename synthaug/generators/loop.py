@@ -108,6 +108,9 @@ class TrainableGenerator(Generator):
         """One optimiser step (for GANs: D step(s) then a G step); returns detached 0-d losses."""
         raise NotImplementedError
 
+    def weights_changed(self) -> None:
+        """Called after the trainer restores weights from a checkpoint (drop anything derived from them)."""
+
     def health_monitor(self) -> HealthMonitor | None:
         return None
 
@@ -174,6 +177,7 @@ class GeneratorTrainer:
 
     def restore(self) -> None:
         loop_state, extra = load_training_state(self.ckpt, self.gen.networks(), self.optimizers)
+        self.gen.weights_changed()
         if self.monitor is not None:
             self.monitor.load_state_dict(loop_state.pop("health", {}))
         loop_state.pop("health", None)
