@@ -61,6 +61,22 @@ def real_baseline(path: Path, splits: "DatasetSplits", seed: int) -> tuple[dict,
     return result, model
 
 
+def as_classifier_run(path: Path, model: torch.nn.Module, train: "ImageDataset") -> Path:  # noqa: F821
+    """The cached real-data classifier as a classifier run folder (what `synth make --classifier-run` reads),
+    so the sample filters use the very classifier the CAS compares against instead of training another."""
+    from synthaug.training.checkpoint import save_checkpoint
+    from synthaug.training.classify import MODEL_FILE, MODEL_SPEC
+    from synthaug.utils import write_json_atomic
+
+    folder = path.with_suffix("")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / MODEL_SPEC, {"model": CLASSIFIER["model"], "in_channels": train.channels,
+                                            "num_classes": train.num_classes, "image_size": train.image_size[0],
+                                            "class_names": train.class_names})
+    save_checkpoint(folder / MODEL_FILE, model)
+    return folder
+
+
 def nearest_train_distance(run: str, images: torch.Tensor, labels: torch.Tensor, test: "ImageDataset") -> dict:  # noqa: F821
     """Mean RMS pixel distance from each sample to the nearest image of its class in the generator's own
     training set, next to the same for real test images: samples much closer than test images are copies."""
@@ -123,8 +139,10 @@ def main() -> None:
 
         if args.set:
             raise SystemExit("--set and --filter together are not supported (make_synthetic loads the saved generator)")
+        classifier_run = as_classifier_run(Path(args.baseline), real_model, splits.train)
         cfg = SynthConfig(generator_run=args.run, per_class=args.per_class, filters=args.filter,
-                          oversample=args.oversample, seed=args.seed, progress=False)
+                          classifier_run=str(classifier_run), oversample=args.oversample, seed=args.seed,
+                          progress=False)
         out = Path(args.run) / f"cas_synthetic-{config_hash([args.filter, args.oversample, args.per_class, args.seed])}"
         manifest = make_synthetic(cfg, out, real=splits.train)
         stored = read_synthetic(out)
@@ -162,8 +180,8 @@ def main() -> None:
               "filters": args.filter, "candidates_per_class": manifest and manifest.get("generated_per_class"),
               "kept_per_class": manifest and manifest.get("kept_per_class")}
     name = "fidelity" if args.skip_cas else "cas"
-    if args.filter:
-        name += "-" + "-".join(f.replace(":", "_").replace("=", "").replace(",", "_") for f in args.filter)
+    for tag in [*args.filter, *(args.set or [])]:  # one file per variant, e.g. cas-confidence_tau0.9.json
+        name += "-" + tag.replace(":", "_").replace("=", "").replace(",", "_")
     (Path(args.run) / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

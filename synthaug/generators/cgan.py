@@ -41,7 +41,7 @@ class CGANConfig(GeneratorConfig):
     d_conditioning: Literal["projection", "concat"] = "projection"  # projection D, or label planes as input channels
     diffaugment: list[str] = field(default_factory=list)  # DiffAugment ops: translation, cutout, color
     ema_decay: float = 0.999  # EMA of generator weights, used for sampling; 0 disables
-    standing_stats: int = 0  # before sampling, re-estimate the sampling G's batch-norm statistics from this many
+    standing_stats: int = 20  # before sampling, re-estimate the sampling G's batch-norm statistics from this many
     # batches of 256 noise vectors (BigGAN's standing statistics); else the EMA G uses statistics copied from G
     stop_on_unhealthy: bool = False  # stop and restore the last checkpoint when a health check fires
     d_win_loss: float = 0.05  # discriminator loss below which D counts as winning outright in a log window
