@@ -5,7 +5,12 @@ Train the generator first with the CLI (the command is in docs/generators.md), t
 
     .venv/bin/python benchmarks/cas_fashion_mnist.py --run runs/cas/cgan --per-class 6000 [--threads 2]
 
-Writes `cas.json` into the generator's run folder (and caches the real-data baseline in --baseline).
+    # variants: sampling overrides (--set standing_stats=20) or curation with the library's filters,
+    # scored by the real baseline classifier (--filter confidence:tau=0.9): CAS of generator + filter
+    .venv/bin/python benchmarks/cas_fashion_mnist.py --run runs/cas/cgan --filter confidence:tau=0.9
+
+Writes `cas[-variant].json` into the generator's run folder (and caches the real-data baseline in --baseline,
+also as a classifier run folder next to it, which the filters use).
 Also reports the real-trained classifier's accuracy on the synthetic images ("GAN-test": are samples
 recognisably of their class?), which separates class fidelity from diversity.
 """
