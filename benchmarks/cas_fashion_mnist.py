@@ -69,16 +69,11 @@ def real_baseline(path: Path, splits: "DatasetSplits", seed: int) -> tuple[dict,
 def as_classifier_run(path: Path, model: torch.nn.Module, train: "ImageDataset") -> Path:  # noqa: F821
     """The cached real-data classifier as a classifier run folder (what `synth make --classifier-run` reads),
     so the sample filters use the very classifier the CAS compares against instead of training another."""
-    from synthaug.training.checkpoint import save_checkpoint
-    from synthaug.training.classify import MODEL_FILE, MODEL_SPEC
-    from synthaug.utils import write_json_atomic
+    from synthaug.training.classify import save_classifier
 
     folder = path.with_suffix("")
     folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(folder / MODEL_SPEC, {"model": CLASSIFIER["model"], "in_channels": train.channels,
-                                            "num_classes": train.num_classes, "image_size": train.image_size[0],
-                                            "class_names": train.class_names})
-    save_checkpoint(folder / MODEL_FILE, model)
+    save_classifier(model, folder, CLASSIFIER["model"], train)
     return folder
 
 

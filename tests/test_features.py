@@ -49,7 +49,7 @@ def trained_run(tmp_path_factory):
     model = new_classifier(data, cfg)
     fit(model, TrainData(data), cfg)
     run = Run(tmp_path_factory.mktemp("classifier"))
-    save_classifier(model, run, cfg, data)
+    save_classifier(model, run.path, cfg.model, data)
     return run.path, data
 
 

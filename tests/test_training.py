@@ -41,7 +41,7 @@ def test_every_classifier_trains_a_step_and_reloads(model, tiny_dataset, tmp_pat
     net = new_classifier(tiny_dataset, cfg)
     fit(net, TrainData(tiny_dataset), cfg)
     run = Run(tmp_path / model)
-    save_classifier(net, run, cfg, tiny_dataset)
+    save_classifier(net, run.path, cfg.model, tiny_dataset)
     again, spec = load_classifier(run.path)
     net.eval()
     x = tiny_dataset.images[:4]

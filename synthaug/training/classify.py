@@ -38,11 +38,12 @@ def new_classifier(train_set: ImageDataset, cfg: TrainConfig) -> Classifier:
                             mean=mean, std=std, pretrained=cfg.pretrained)
 
 
-def save_classifier(model: Classifier, run: Run, cfg: TrainConfig, train_set: ImageDataset) -> None:
-    spec = {"model": cfg.model, "in_channels": train_set.channels, "num_classes": train_set.num_classes,
+def save_classifier(model: Classifier, folder: Path, model_name: str, train_set: ImageDataset) -> None:
+    """model.json + model.safetensors into `folder`: what load_classifier (and `synth make --classifier-run`) reads."""
+    spec = {"model": model_name, "in_channels": train_set.channels, "num_classes": train_set.num_classes,
             "image_size": train_set.image_size[0], "class_names": train_set.class_names}
-    write_json_atomic(run.file(MODEL_SPEC), spec)
-    save_checkpoint(run.file(MODEL_FILE), model)
+    write_json_atomic(folder / MODEL_SPEC, spec)
+    save_checkpoint(folder / MODEL_FILE, model)
 
 
 def load_classifier(run_dir: str | Path, device: str = "cpu") -> tuple[Classifier, dict[str, Any]]:
@@ -76,7 +77,7 @@ def train_on_splits(splits: DatasetSplits, cfg: TrainConfig, run: Run, synthetic
     if init_from is not None:
         load_checkpoint(Path(init_from) / MODEL_FILE, model)
     summary = fit(model, TrainData(splits.train, synthetic, p_real), cfg, run, val=splits.val, resume=resume)
-    save_classifier(model, run, cfg, splits.train)
+    save_classifier(model, run.path, cfg.model, splits.train)
     metrics, probs = evaluate(model, splits.test, cfg)
     metrics["training"] = summary
     metrics["train_size"] = {"real": len(splits.train), "synthetic": len(synthetic) if synthetic is not None else 0}
