@@ -9,7 +9,7 @@ Train the generator first with the CLI (the command is in docs/generators.md), t
     # scored by the real baseline classifier (--filter confidence:tau=0.9): CAS of generator + filter
     .venv/bin/python benchmarks/cas_fashion_mnist.py --run runs/cas/cgan --filter confidence:tau=0.9
 
-Writes `cas[-variant].json` into the generator's run folder (and caches the real-data baseline in --baseline,
+Writes `cas[-variant][-seedN].json` into the generator's run folder (and caches the real-data baseline in --baseline,
 also as a classifier run folder next to it, which the filters use).
 Also reports the real-trained classifier's accuracy on the synthetic images ("GAN-test": are samples
 recognisably of their class?), which separates class fidelity from diversity.
@@ -50,6 +50,7 @@ def real_baseline(path: Path, splits: "DatasetSplits", seed: int) -> tuple[dict,
     """The real-data result and its classifier, cached next to `path` (same classifier settings and seed)."""
     from synthaug.training.checkpoint import load_checkpoint, save_checkpoint
     from synthaug.training.classify import new_classifier
+    from synthaug.utils import write_json_atomic
 
     weights = path.with_suffix(".safetensors")
     if path.exists() and weights.exists():
@@ -61,8 +62,8 @@ def real_baseline(path: Path, splits: "DatasetSplits", seed: int) -> tuple[dict,
     accuracy, seconds, model = train_and_test(splits.train, splits.test, seed)
     result = {"classifier": CLASSIFIER, "seed": seed, "accuracy": accuracy, "train_seconds": seconds}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    save_checkpoint(weights, model)
+    save_checkpoint(weights, model)  # weights first: the JSON is what marks the cache complete
+    write_json_atomic(path, result)
     return result, model
 
 
@@ -101,12 +102,13 @@ def nearest_train_distance(run: str, images: torch.Tensor, labels: torch.Tensor,
 def main() -> None:
     from synthaug.data import DataConfig, ImageDataset, load_data
     from synthaug.generators import load_generator
+    from synthaug.utils import write_json_atomic
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--run", required=True, help="a `synthaug generator fit` run folder trained on fashion-mnist")
     parser.add_argument("--per-class", type=int, default=6000, help="synthetic training images per class")
     parser.add_argument("--seed", type=int, default=0, help="seed of the samples and the classifier")
-    parser.add_argument("--baseline", default="runs/cas/real_baseline.json", help="cache of the real-data result")
+    parser.add_argument("--baseline", help="cache of the real-data result (default runs/cas/real_baseline[-seedN].json)")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--set", action="append", help="sampling override, e.g. guidance_scale=1 (repeatable)")
     parser.add_argument("--filter", action="append", default=[],
@@ -119,6 +121,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.baseline is None:  # one cache per seed, so another seed never overwrites seed 0's
+        args.baseline = "runs/cas/real_baseline" + (f"-seed{args.seed}" if args.seed else "") + ".json"
     splits = load_data(DataConfig("fashion-mnist"))
     real, real_model = real_baseline(Path(args.baseline), splits, args.seed)
     print(f"real train -> real test: {real['accuracy']:.4f} ({real['train_seconds']:.0f} s)", flush=True)
@@ -182,7 +186,9 @@ def main() -> None:
     name = "fidelity" if args.skip_cas else "cas"
     for tag in [*args.filter, *(args.set or [])]:  # one file per variant, e.g. cas-confidence_tau0.9.json
         name += "-" + tag.replace(":", "_").replace("=", "").replace(",", "_")
-    (Path(args.run) / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    if args.seed != 0:  # other seeds sit beside seed 0's file, e.g. cas-seed1.json
+        name += f"-seed{args.seed}"
+    write_json_atomic(Path(args.run) / f"{name}.json", result)
     print(json.dumps(result, indent=2))
 
 
