@@ -10,7 +10,7 @@ Train the generator first with the CLI (the command is in docs/generators.md), t
     .venv/bin/python benchmarks/cas_fashion_mnist.py --run runs/cas/cgan --filter confidence:tau=0.9
 
 Writes `cas[-variant][-seedN].json` into the generator's run folder (and caches the real-data baseline in --baseline,
-also as a classifier run folder next to it, which the filters use).
+with its classifier as a classifier run folder next to it, which the filters use).
 Also reports the real-trained classifier's accuracy on the synthetic images ("GAN-test": are samples
 recognisably of their class?), which separates class fidelity from diversity.
 """
@@ -47,35 +47,26 @@ def train_and_test(train: "ImageDataset", test: "ImageDataset", seed: int) -> tu
 
 
 def real_baseline(path: Path, splits: "DatasetSplits", seed: int) -> tuple[dict, torch.nn.Module]:  # noqa: F821
-    """The real-data result and its classifier, cached next to `path` (same classifier settings and seed)."""
-    from synthaug.training.checkpoint import load_checkpoint, save_checkpoint
-    from synthaug.training.classify import new_classifier
+    """The real-data result (`path`) and its classifier, cached for the same classifier settings and seed. The
+    classifier is kept as a classifier run folder beside `path` (`path` without its suffix): what
+    `synth make --classifier-run` reads, so the sample filters use the very classifier the CAS compares against."""
+    from synthaug.training.checkpoint import load_checkpoint
+    from synthaug.training.classify import MODEL_FILE, new_classifier, save_classifier
     from synthaug.utils import write_json_atomic
 
-    weights = path.with_suffix(".safetensors")
-    if path.exists() and weights.exists():
+    folder = path.with_suffix("")
+    if path.exists() and (folder / MODEL_FILE).exists():
         cached = json.loads(path.read_text())
         if cached.get("classifier") == CLASSIFIER and cached.get("seed") == seed:
             model = new_classifier(splits.train, classifier_config(seed))
-            load_checkpoint(weights, model)
+            load_checkpoint(folder / MODEL_FILE, model)
             return cached, model
     accuracy, seconds, model = train_and_test(splits.train, splits.test, seed)
     result = {"classifier": CLASSIFIER, "seed": seed, "accuracy": accuracy, "train_seconds": seconds}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(weights, model)  # weights first: the JSON is what marks the cache complete
+    folder.mkdir(parents=True, exist_ok=True)
+    save_classifier(model, folder, CLASSIFIER["model"], splits.train)  # first: the JSON marks the cache complete
     write_json_atomic(path, result)
     return result, model
-
-
-def as_classifier_run(path: Path, model: torch.nn.Module, train: "ImageDataset") -> Path:  # noqa: F821
-    """The cached real-data classifier as a classifier run folder (what `synth make --classifier-run` reads),
-    so the sample filters use the very classifier the CAS compares against instead of training another."""
-    from synthaug.training.classify import save_classifier
-
-    folder = path.with_suffix("")
-    folder.mkdir(parents=True, exist_ok=True)
-    save_classifier(model, folder, CLASSIFIER["model"], train)
-    return folder
 
 
 def nearest_train_distance(run: str, images: torch.Tensor, labels: torch.Tensor, test: "ImageDataset") -> dict:  # noqa: F821
@@ -143,9 +134,8 @@ def main() -> None:
 
         if args.set:
             raise SystemExit("--set and --filter together are not supported (make_synthetic loads the saved generator)")
-        classifier_run = as_classifier_run(Path(args.baseline), real_model, splits.train)
         cfg = SynthConfig(generator_run=args.run, per_class=args.per_class, filters=args.filter,
-                          classifier_run=str(classifier_run), oversample=args.oversample, seed=args.seed,
+                          classifier_run=str(Path(args.baseline).with_suffix("")), oversample=args.oversample, seed=args.seed,
                           progress=False)
         out = Path(args.run) / f"cas_synthetic-{config_hash([args.filter, args.oversample, args.per_class, args.seed])}"
         manifest = make_synthetic(cfg, out, real=splits.train)
