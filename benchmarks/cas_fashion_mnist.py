@@ -92,14 +92,19 @@ def nearest_train_distance(run: str, images: torch.Tensor, labels: torch.Tensor,
 
 def main() -> None:
     from synthaug.data import DataConfig, ImageDataset, load_data
-    from synthaug.generators import load_generator
+    from synthaug.generators.ensemble import load_generators
     from synthaug.utils import write_json_atomic
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--run", required=True, help="a `synthaug generator fit` run folder trained on fashion-mnist")
+    parser.add_argument("--run", required=True, action="append",
+                        help="a `synthaug generator fit` run folder trained on fashion-mnist; repeat it for an ensemble: "
+                             "each run gives an equal share of every class's images (results go into the first run)")
     parser.add_argument("--per-class", type=int, default=6000, help="synthetic training images per class")
     parser.add_argument("--seed", type=int, default=0, help="seed of the samples and the classifier")
     parser.add_argument("--baseline", help="cache of the real-data result (default runs/cas/real_baseline[-seedN].json)")
+    parser.add_argument("--snapshots", action="store_true",
+                        help="the ensemble's runs are stages of one training run (copies of its folder taken along the "
+                             "way): its training time counts once, not summed")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--set", action="append", help="sampling override, e.g. guidance_scale=1 (repeatable)")
     parser.add_argument("--filter", action="append", default=[],
@@ -118,7 +123,9 @@ def main() -> None:
     real, real_model = real_baseline(Path(args.baseline), splits, args.seed)
     print(f"real train -> real test: {real['accuracy']:.4f} ({real['train_seconds']:.0f} s)", flush=True)
 
-    gen = load_generator(args.run)
+    gen = load_generators(args.run)  # several runs: their ensemble, each giving an equal share of every class
+    if args.set and len(args.run) > 1:
+        raise SystemExit("--set is for one run, not an ensemble")
     if args.set:
         from synthaug.cli.generator import parse_sets
         from synthaug.config import from_dict
@@ -134,10 +141,10 @@ def main() -> None:
 
         if args.set:
             raise SystemExit("--set and --filter together are not supported (make_synthetic loads the saved generator)")
-        cfg = SynthConfig(generator_run=args.run, per_class=args.per_class, filters=args.filter,
+        cfg = SynthConfig(generator_run=args.run[0], ensemble=args.run[1:], per_class=args.per_class, filters=args.filter,
                           classifier_run=str(Path(args.baseline).with_suffix("")), oversample=args.oversample, seed=args.seed,
                           progress=False)
-        out = Path(args.run) / f"cas_synthetic-{config_hash([args.filter, args.oversample, args.per_class, args.seed])}"
+        out = Path(args.run[0]) / f"cas_synthetic-{config_hash([args.filter, args.oversample, args.per_class, args.seed, args.run[1:]])}"
         manifest = make_synthetic(cfg, out, real=splits.train)
         stored = read_synthetic(out)
         images, labels = stored.images, stored.labels
@@ -156,15 +163,22 @@ def main() -> None:
     rank = torch.empty_like(labels)  # position of each image within its class
     for k in range(gen.num_classes):
         rank[labels == k] = torch.arange(int((labels == k).sum()))
-    first = rank < 200  # 200 per class is plenty for a mean distance
+    first = rank < 200  # 200 per class is plenty for a mean distance (an ensemble deals them out to every member)
     diversity = class_diversity(images[first], labels[first], gen.num_classes)
     real_first = torch.cat([torch.nonzero(splits.train.labels == k).flatten()[:200] for k in range(gen.num_classes)])
     real_diversity = class_diversity(splits.train.images[real_first], splits.train.labels[real_first], gen.num_classes)
-    memorisation = nearest_train_distance(args.run, images[first], labels[first], splits.test)
+    memorisation = nearest_train_distance(args.run[0], images[first], labels[first], splits.test)
     cas, seconds = (None, None) if args.skip_cas else train_and_test(synthetic, splits.test, args.seed)[:2]
-    summary = json.loads((Path(args.run) / "summary.json").read_text())
-    result = {"generator": gen.name, "run": args.run, "per_class": args.per_class, "seed": args.seed,
-              "generator_steps": summary["steps"], "generator_train_seconds": round(summary["train_seconds"], 1),
+    summaries = [json.loads((Path(run) / "summary.json").read_text()) for run in args.run]
+    # an ensemble's training time: each training run counted once, at its longest member (snapshots written by
+    # --snapshot-every name their run; --snapshots says all the runs given are stages of one training run)
+    trajectory: dict[str, float] = {}
+    for run, summary in zip(args.run, summaries):
+        key = "all" if args.snapshots else str(Path(summary.get("snapshot_of", run)).resolve())
+        trajectory[key] = max(trajectory.get(key, 0.0), summary["train_seconds"])
+    result = {"generator": gen.name, "run": args.run[0] if len(args.run) == 1 else args.run, "per_class": args.per_class,
+              "seed": args.seed, "generator_steps": summaries[0]["steps"] if len(args.run) == 1 else [s["steps"] for s in summaries],
+              "generator_train_seconds": round(sum(trajectory.values()), 1),
               "sample_seconds": round(sample_seconds, 1), "cas": cas, "real_accuracy": real["accuracy"],
               "gap_points": None if cas is None else round(100 * (real["accuracy"] - cas), 2),
               "real_classifier_on_synthetic": fidelity,
@@ -174,11 +188,13 @@ def main() -> None:
               "filters": args.filter, "candidates_per_class": manifest and manifest.get("generated_per_class"),
               "kept_per_class": manifest and manifest.get("kept_per_class")}
     name = "fidelity" if args.skip_cas else "cas"
+    if len(args.run) > 1:  # e.g. cas-ensemble-cgan_d2_20k.json in the first run: the other members by folder name
+        name += "-ensemble-" + "-".join(Path(run).name for run in args.run[1:])
     for tag in [*args.filter, *(args.set or [])]:  # one file per variant, e.g. cas-confidence_tau0.9.json
         name += "-" + tag.replace(":", "_").replace("=", "").replace(",", "_")
     if args.seed != 0:  # other seeds sit beside seed 0's file, e.g. cas-seed1.json
         name += f"-seed{args.seed}"
-    write_json_atomic(Path(args.run) / f"{name}.json", result)
+    write_json_atomic(Path(args.run[0]) / f"{name}.json", result)
     print(json.dumps(result, indent=2))
 
 

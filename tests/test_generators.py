@@ -386,3 +386,52 @@ def test_cli_fit_and_sample_end_to_end(tmp_path, capsys):
     again = load_generator(run_dir).sample(tensors["labels"], seed=3)
     assert torch.equal(again, tensors["images"])
     assert main(["generator", "sample", "--run", str(tmp_path), "--per-class", "1", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_snapshots_are_generator_folders_of_their_step(bands, tmp_path):
+    gen = make("cgan", bands, steps=4, snapshot_every=2)
+    run = Run(tmp_path / "run")
+    run.write_config({"purpose": "test"})
+    gen.fit(bands, run)
+    snaps = sorted(p.name for p in (tmp_path / "run" / "snapshots").iterdir())
+    assert snaps == ["step_000002", "step_000004"]
+    labels = torch.tensor([0, 1, 2, 2])
+    # the last snapshot is the trained generator; the first one is an earlier, different one
+    final = load_generator(tmp_path / "run" / "snapshots" / "step_000004")
+    assert torch.equal(final.sample(labels, seed=3), gen.sample(labels, seed=3))
+    early = load_generator(tmp_path / "run" / "snapshots" / "step_000002")
+    assert not torch.equal(early.sample(labels, seed=3), gen.sample(labels, seed=3))
+    summary = json.loads((tmp_path / "run" / "snapshots" / "step_000002" / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["snapshot_of"] == str(tmp_path / "run")
+    assert (tmp_path / "run" / "snapshots" / "step_000002" / "config.json").is_file()  # synth make reads the data from it
+    with pytest.raises(ValueError, match="snapshot_every"):
+        make("cgan", bands, snapshot_every=-1)
+
+
+def test_ensemble_deals_each_class_out_to_its_members(bands):
+    from synthaug.generators.ensemble import SEED_STRIDE, GeneratorEnsemble
+
+    members = [make("cgan", bands, seed=s) for s in (0, 1, 2)]
+    ensemble = GeneratorEnsemble(members)
+    labels = torch.tensor([0, 0, 0, 0, 1, 2, 1, 0, 2, 2])
+    member = ensemble.member_of(labels)
+    # the k-th image of each class goes to member k mod 3: equal shares, the first members take the remainder
+    assert member.tolist() == [0, 1, 2, 0, 0, 0, 1, 1, 1, 2]
+    images = ensemble.sample(labels, seed=5)
+    assert images.shape == (10, 1, 8, 8) and images.dtype == torch.uint8
+    for i, g in enumerate(members):  # each image is its member's, drawn with that member's own seed
+        idx = torch.nonzero(member == i).flatten()
+        assert torch.equal(images[idx], g.sample(labels[idx], seed=5 + i * SEED_STRIDE))
+    assert torch.equal(images, ensemble.sample(labels, seed=5))
+    # one member's snapshots must not draw the same noise: a two-copy ensemble gives two different images per pair
+    twins = GeneratorEnsemble([members[0], members[0]])
+    pair = twins.sample(torch.tensor([1, 1]), seed=0)
+    assert not torch.equal(pair[0], pair[1])
+
+
+def test_ensemble_refuses_members_of_other_classes(bands):
+    from synthaug.generators.ensemble import GeneratorEnsemble
+
+    other = ImageDataset(bands.images, bands.labels, ["a", "b", "c"], name="renamed")
+    with pytest.raises(ValueError, match="disagree on classes"):
+        GeneratorEnsemble([make("cgan", bands), make("cgan", other)])

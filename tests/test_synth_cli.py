@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from synthaug.cli.main import main
 
@@ -35,6 +36,30 @@ def test_synth_make_with_filters_writes_manifest(generator_run, tmp_path, monkey
     assert set(ds.scores) == {"confidence", "memorisation"} and len(ds) == 18
     # the filter classifier was trained once on the generator's real data and cached in the generator run
     assert len(list(generator_run.glob("filter_classifier-*/model.safetensors"))) == 1
+
+
+def test_synth_make_samples_an_ensemble_of_runs(generator_run, tmp_path):
+    # a second run of other weights (another seed) with snapshots: the ensemble mixes the run and a snapshot
+    other = tmp_path / "cgan2"
+    assert main(["generator", "fit", "--dataset", "digits", "--classes", "0,1,2", "--per-class", "15", "--generator", "cgan",
+                 "--steps", "10", "--batch-size", "8", "--seed", "1", "--snapshot-every", "5", "--no-progress",
+                 "--out", str(other), *GEN]) == 0
+    snapshot = other / "snapshots" / "step_000005"
+    out = tmp_path / "ens"
+    assert main(["synth", "make", "--generator-run", str(generator_run), "--ensemble", str(snapshot), "--per-class", "4",
+                 "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kept_per_class"] == {"0": 4, "1": 4, "2": 4}
+    assert [m["run"] for m in manifest["ensemble"]] == [str(snapshot.resolve())]
+    assert manifest["generator"]["run"] == str(generator_run.resolve())
+    from synthaug.generators import load_generator
+    from synthaug.synthetic import read_synthetic
+
+    ds = read_synthetic(out)
+    # the first two images of class 0 come from the first run and from the snapshot, in that order
+    first = load_generator(generator_run).sample(torch.tensor([0, 0]), seed=0)
+    assert torch.equal(ds.images[ds.labels == 0][0], first[0])
+    assert not torch.equal(ds.images[ds.labels == 0][1], first[1])
 
 
 def test_strict_filter_oversamples_and_reports_shortfall(generator_run, tmp_path):

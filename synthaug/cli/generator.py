@@ -10,7 +10,8 @@ from synthaug.cli.common import add_data_arguments, data_overrides
 
 FIT_FLAGS = {  # flag dest -> generator Config field (fields every generator shares)
     "steps": "steps", "batch_size": "batch_size", "lr": "lr", "checkpoint_every": "checkpoint_every",
-    "sample_every": "sample_every", "log_every": "log_every", "precision": "precision", "device": "device", "seed": "seed",
+    "sample_every": "sample_every", "log_every": "log_every",
+    "snapshot_every": "snapshot_every", "precision": "precision", "device": "device", "seed": "seed",
 }
 
 
@@ -58,6 +59,8 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, help="real images per step")
     g.add_argument("--lr", type=float, help="learning rate")
     g.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    g.add_argument("--snapshot-every", type=int,
+                   help="keep the sampling weights every N steps in snapshots/step_N/ (members for `synth make --ensemble`)")
     g.add_argument("--sample-every", type=int, help="steps between per-class sample grids (run/samples/*.png)")
     g.add_argument("--log-every", type=int, help="steps between loss rows in metrics.jsonl")
     g.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="auto: bf16 on GPU, fp32 on CPU")

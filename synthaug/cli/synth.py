@@ -12,6 +12,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="synth_command", metavar="SUBCOMMAND", required=True)
     make = sub.add_parser("make", help="sample a trained generator, filter, store with a manifest")
     make.add_argument("--generator-run", required=True, help="folder written by `synthaug generator fit`")
+    make.add_argument("--ensemble", action="append", default=[], metavar="RUN",
+                      help="another generator run folder (same classes) sampled together with --generator-run, an equal "
+                           "share of every class each (repeatable); e.g. its snapshots/step_N from --snapshot-every")
     make.add_argument("--per-class", type=int, required=True, help="images per class to keep after filtering")
     make.add_argument("--filter", action="append", default=[], metavar="SPEC",
                       help=f"filter, repeatable: {', '.join(FILTERS.available())} with options, e.g. "
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 def run_make(args: argparse.Namespace) -> int:
     from synthaug.synthetic import SynthConfig, make_synthetic
 
-    cfg = SynthConfig(generator_run=args.generator_run, per_class=args.per_class, filters=args.filter,
+    cfg = SynthConfig(generator_run=args.generator_run, ensemble=args.ensemble, per_class=args.per_class, filters=args.filter,
                       classifier_run=args.classifier_run, oversample=args.oversample,
                       classes=[c.strip() for c in args.classes.split(",")] if args.classes else None,
                       batch_size=args.batch_size, export_png=args.png, device=args.device, seed=args.seed)

@@ -20,7 +20,7 @@ IMAGES_FILE = "images.safetensors"
 # fields that may change when a run is resumed (everything else must match the saved config.json): run
 # length and placement, and settings that only act at sampling time (so runs saved before such a field
 # existed, or with another value, can still be extended)
-RESUMABLE_CHANGES = {"steps", "progress", "device", "standing_stats", "guidance_scale", "sampler", "sampling_steps"}
+RESUMABLE_CHANGES = {"steps", "progress", "device", "snapshot_every", "standing_stats", "guidance_scale", "sampler", "sampling_steps"}
 
 
 @dataclass

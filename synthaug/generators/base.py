@@ -29,6 +29,7 @@ class GeneratorConfig:
     checkpoint_every: int = 500  # steps between checkpoints (resume continues from the last)
     sample_every: int = 500  # steps between per-class sample grids (PNG) in the run folder
     log_every: int = 50  # steps between loss lines in metrics.jsonl
+    snapshot_every: int = 0  # keep the sampling weights every N steps in snapshots/step_N/ (for snapshot ensembles); 0: never
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
     device: str = "auto"  # auto, cpu, cuda
     progress: bool = True  # show a progress bar
@@ -38,6 +39,8 @@ class GeneratorConfig:
         for name in ("steps", "batch_size", "checkpoint_every", "sample_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{type(self).__name__}.{name} must be >= 1, got {getattr(self, name)}")
+        if self.snapshot_every < 0:
+            raise ValueError(f"{type(self).__name__}.snapshot_every must be >= 0, got {self.snapshot_every}")
         if self.lr <= 0:
             raise ValueError(f"{type(self).__name__}.lr must be > 0, got {self.lr}")
 

@@ -22,7 +22,7 @@ from synthaug.runs import Run
 from synthaug.training.checkpoint import flatten_optimizer, unflatten_optimizer, read_checkpoint, save_tensors
 from synthaug.training.loop import TrainingDiverged
 from synthaug.training.sampler import BatchSampler
-from synthaug.utils import resolve_device, use_bf16
+from synthaug.utils import resolve_device, use_bf16, write_json_atomic
 
 CHECKPOINT = "checkpoint.safetensors"
 GRID_PER_CLASS = 8  # images per class in the sample grids
@@ -175,6 +175,22 @@ class GeneratorTrainer:
         state = {**self.state, "health": self.monitor.state_dict() if self.monitor else {}}
         save_training_state(self.ckpt, self.gen.networks(), self.optimizers, state, extra)
 
+    def snapshot(self, train_seconds: float) -> None:
+        """The sampling weights of this step as a generator folder of their own (snapshots/step_N/, with the run's
+        config.json, so `synth make --generator-run` and --ensemble read it like any run)."""
+        if self.run_dir is None:
+            return
+        import shutil
+
+        folder = self.run_dir.file("snapshots") / f"step_{self.state['step']:06d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.gen.save(folder)
+        config = self.run_dir.file("config.json")
+        if config.is_file():
+            shutil.copyfile(config, folder / "config.json")
+        write_json_atomic(folder / "summary.json", {"generator": self.gen.name, "steps": self.state["step"],
+                                                    "train_seconds": train_seconds, "snapshot_of": str(self.run_dir.path)})
+
     def restore(self) -> None:
         loop_state, extra = load_training_state(self.ckpt, self.gen.networks(), self.optimizers)
         self.gen.weights_changed()
@@ -284,6 +300,8 @@ class GeneratorTrainer:
             if warnings and self.gen.stop_on_unhealthy:
                 stop_reason = self.stop_unhealthy(warnings)
                 break
+            if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                self.snapshot(self.state["train_seconds"] + time.perf_counter() - start)
             if saves:
                 self.state["train_seconds"] += time.perf_counter() - start
                 start = time.perf_counter()

@@ -14,7 +14,8 @@ import torch
 
 from synthaug.config import from_dict
 from synthaug.data import DataConfig, ImageDataset, load_data
-from synthaug.generators.base import WEIGHTS_FILE, load_generator, read_spec
+from synthaug.generators.base import WEIGHTS_FILE, read_spec
+from synthaug.generators.ensemble import load_generators
 from synthaug.synthetic.filters import FilterContext, SampleFilter, parse_filter
 from synthaug.synthetic.store import write_synthetic
 from synthaug.utils import config_hash, file_digest
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class SynthConfig:
     generator_run: str = ""  # folder of a trained generator (`synthaug generator fit --out`)
+    ensemble: list[str] = field(default_factory=list)  # more generator folders sampled with it, an equal share each
     per_class: int = 1000  # images to keep per class after filtering
     filters: list[str] = field(default_factory=list)  # e.g. confidence:tau=0.8, dedup:ratio=0.1, memorisation:ratio=0.5
     classifier_run: str | None = None  # classifier for filters (default: train one on the generator's real data, cached)
@@ -97,7 +99,7 @@ def make_synthetic(cfg: SynthConfig, out: str | Path, real: ImageDataset | None 
     re-loaded from the generator's config when not given."""
     from tqdm.auto import tqdm
 
-    generator = load_generator(cfg.generator_run, device=cfg.device)
+    generator = load_generators([cfg.generator_run, *cfg.ensemble], device=cfg.device)
     names = generator.class_names
     wanted = list(range(len(names))) if not cfg.classes else [names.index(c) for c in _check_classes(cfg.classes, names)]
     if cfg.counts:
@@ -189,6 +191,12 @@ def _as_dataset(images, labels, final, names, wanted, filters, scores) -> ImageD
     return ImageDataset(images[idx], labels[idx], list(names), name="synthetic", scores=per_sample)
 
 
+def _generator_entry(run: str) -> dict[str, Any]:
+    spec = read_spec(run)
+    return {"name": spec["generator"], "run": str(Path(run).resolve()), "config_hash": config_hash(spec["config"]),
+            "checkpoint_digest": file_digest(Path(run) / WEIGHTS_FILE, 64)}
+
+
 def _manifest(cfg, generator, names, target, generated, labels, kept_mask, filters, scores, ds) -> dict[str, Any]:
     lab = labels.numpy()
     wanted = list(target)
@@ -199,11 +207,9 @@ def _manifest(cfg, generator, names, target, generated, labels, kept_mask, filte
                             "keep_rate_per_class": {names[c]: float(alone[lab == c].mean()) if (lab == c).any() else None
                                                     for c in wanted}})
     counts = ds.class_counts()
-    spec = read_spec(cfg.generator_run)
     return {
-        "generator": {"name": generator.name, "run": str(Path(cfg.generator_run).resolve()),
-                      "config_hash": config_hash(spec["config"]),
-                      "checkpoint_digest": file_digest(Path(cfg.generator_run) / WEIGHTS_FILE, 64)},
+        "generator": _generator_entry(cfg.generator_run),
+        "ensemble": [_generator_entry(run) for run in cfg.ensemble],
         "seed": cfg.seed,
         "config": cfg,
         "requested_per_class": {names[c]: target[c] for c in wanted},
