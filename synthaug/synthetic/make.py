@@ -138,7 +138,7 @@ def make_synthetic(cfg: SynthConfig, out: str | Path, real: ImageDataset | None 
     all_images, all_labels = torch.cat(pool_images), torch.cat(pool_labels)
     final = _first_per_class(kept_mask, all_labels, target, filters, pool_scores)
     ds = _as_dataset(all_images, all_labels, final, names, wanted, filters, pool_scores)
-    manifest = _manifest(cfg, generator, names, target, generated, all_labels, kept_mask, filters, pool_scores, ds)
+    manifest = _manifest(cfg, names, target, generated, all_labels, kept_mask, filters, pool_scores, ds)
     for c in wanted:
         if manifest["kept_per_class"][names[c]] < target[c]:
             log.warning("class %r: only %d of %d images passed the filters after %d candidates",
@@ -197,7 +197,7 @@ def _generator_entry(run: str) -> dict[str, Any]:
             "checkpoint_digest": file_digest(Path(run) / WEIGHTS_FILE, 64)}
 
 
-def _manifest(cfg, generator, names, target, generated, labels, kept_mask, filters, scores, ds) -> dict[str, Any]:
+def _manifest(cfg, names, target, generated, labels, kept_mask, filters, scores, ds) -> dict[str, Any]:
     lab = labels.numpy()
     wanted = list(target)
     filter_rows = []
