@@ -106,7 +106,7 @@ def main() -> None:
                         help="the ensemble's runs are stages of one training run (copies of its folder taken along the "
                              "way): its training time counts once, not summed")
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--set", action="append", help="sampling override, e.g. guidance_scale=1 (repeatable)")
+    parser.add_argument("--set", action="append", help="sampling override, e.g. guidance_scale=1 or noise_scale=1.5 (repeatable)")
     parser.add_argument("--filter", action="append", default=[],
                         help="curate the samples as `synthaug synth make --filter` does (e.g. confidence:tau=0.9; "
                              "repeatable): the filter classifier is trained on the real training set, so this CAS "
@@ -124,14 +124,11 @@ def main() -> None:
     print(f"real train -> real test: {real['accuracy']:.4f} ({real['train_seconds']:.0f} s)", flush=True)
 
     gen = load_generators(args.run)  # several runs: their ensemble, each giving an equal share of every class
-    if args.set and len(args.run) > 1:
-        raise SystemExit("--set is for one run, not an ensemble")
-    if args.set:
-        from synthaug.cli.generator import parse_sets
-        from synthaug.config import from_dict
-        from synthaug.utils import to_jsonable
+    from synthaug.cli.generator import parse_sets
 
-        gen.cfg = from_dict(type(gen.cfg), {**to_jsonable(gen.cfg), **parse_sets(args.set)[0]})
+    sampling = parse_sets(args.set)[0]
+    if sampling:  # every member of an ensemble alike
+        gen.override(sampling)
     start = time.perf_counter()
     manifest = None
     if args.filter:  # the library's curation path: sample, score, keep, store (then read back, hash-checked)
@@ -139,12 +136,11 @@ def main() -> None:
         from synthaug.synthetic.store import read_synthetic
         from synthaug.utils import config_hash
 
-        if args.set:
-            raise SystemExit("--set and --filter together are not supported (make_synthetic loads the saved generator)")
-        cfg = SynthConfig(generator_run=args.run[0], ensemble=args.run[1:], per_class=args.per_class, filters=args.filter,
-                          classifier_run=str(Path(args.baseline).with_suffix("")), oversample=args.oversample, seed=args.seed,
-                          progress=False)
-        out = Path(args.run[0]) / f"cas_synthetic-{config_hash([args.filter, args.oversample, args.per_class, args.seed, args.run[1:]])}"
+        cfg = SynthConfig(generator_run=args.run[0], ensemble=args.run[1:], sampling=sampling, per_class=args.per_class,
+                          filters=args.filter, classifier_run=str(Path(args.baseline).with_suffix("")),
+                          oversample=args.oversample, seed=args.seed, progress=False)
+        key = config_hash([args.filter, args.oversample, args.per_class, args.seed, args.run[1:], sampling])
+        out = Path(args.run[0]) / f"cas_synthetic-{key}"
         manifest = make_synthetic(cfg, out, real=splits.train)
         stored = read_synthetic(out)
         images, labels = stored.images, stored.labels

@@ -206,6 +206,30 @@ def test_standing_statistics_are_the_average_over_fresh_noise(bands):
     assert torch.equal(first, gen.sample(torch.arange(3), seed=1))
 
 
+def test_noise_scale_scales_the_sampling_noise_and_with_it_diversity(bands):
+    from synthaug.generators.layers import eval_mode
+    from synthaug.generators.loop import to_uint8
+
+    gen = make("cgan", bands, **{"log_every": 50, **LEARN["cgan"]}, batch_size=32)
+    gen.fit(bands)
+    labels = torch.arange(3).repeat_interleave(16)
+    plain = gen.sample(labels, seed=3)
+    gen.override({"noise_scale": 2.0})
+    expanded = gen.sample(labels, seed=3)
+    # what it should be: the sampling G on the same seed's noise times 2, batch-norm statistics unchanged
+    z = torch.randn(len(labels), gen.cfg.noise_dim, generator=torch.Generator().manual_seed(3)) * 2.0
+    net = gen.sampling_network()
+    with torch.no_grad(), eval_mode(net):
+        assert torch.equal(expanded, to_uint8(net(z, labels)))
+    assert not torch.equal(plain, expanded)
+    gen.override({"noise_scale": 0.05})  # truncation: near the mean image of each class
+    truncated = gen.sample(labels, seed=3)
+    spread = [sum(class_diversity(x, labels, 3)) for x in (truncated, plain, expanded)]
+    assert spread[0] < spread[1] < spread[2], spread
+    with pytest.raises(ValueError, match="noise_scale"):
+        gen.override({"noise_scale": 0})
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_nan_loss_stops_with_clear_error_and_keeps_good_checkpoint(name, bands, tmp_path, monkeypatch):
     gen = make(name, bands, steps=8, checkpoint_every=2, log_every=2)
@@ -427,6 +451,9 @@ def test_ensemble_deals_each_class_out_to_its_members(bands):
     twins = GeneratorEnsemble([members[0], members[0]])
     pair = twins.sample(torch.tensor([1, 1]), seed=0)
     assert not torch.equal(pair[0], pair[1])
+    ensemble.override({"noise_scale": 1.5})  # sampling settings reach every member
+    assert [g.cfg.noise_scale for g in members] == [1.5, 1.5, 1.5]
+    assert not torch.equal(images, ensemble.sample(labels, seed=5))
 
 
 def test_ensemble_refuses_members_of_other_classes(bands):

@@ -62,6 +62,24 @@ def test_synth_make_samples_an_ensemble_of_runs(generator_run, tmp_path):
     assert not torch.equal(ds.images[ds.labels == 0][1], first[1])
 
 
+def test_synth_make_passes_sampling_settings_to_the_generator(generator_run, tmp_path):
+    from synthaug.generators import load_generator
+    from synthaug.synthetic import read_synthetic
+
+    out = tmp_path / "expanded"
+    assert main(["synth", "make", "--generator-run", str(generator_run), "--set", "noise_scale=1.5", "--per-class", "3",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "manifest.json").read_text())["config"]["sampling"] == {"noise_scale": 1.5}
+    gen = load_generator(generator_run)
+    labels = torch.arange(3).repeat_interleave(3)
+    plain = gen.sample(labels, seed=0)
+    gen.override({"noise_scale": 1.5})
+    images = read_synthetic(out).images
+    assert torch.equal(images, gen.sample(labels, seed=0)) and not torch.equal(images, plain)
+    assert main(["synth", "make", "--generator-run", str(generator_run), "--set", "noise_scale=-1", "--per-class", "3",
+                 "--out", str(tmp_path / "bad")]) == 2
+
+
 def test_strict_filter_oversamples_and_reports_shortfall(generator_run, tmp_path):
     out = tmp_path / "strict"
     assert main(["synth", "make", "--generator-run", str(generator_run), "--per-class", "5",

@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     make.add_argument("--ensemble", action="append", default=[], metavar="RUN",
                       help="another generator run folder (same classes) sampled together with --generator-run, an equal "
                            "share of every class each (repeatable); e.g. its snapshots/step_N from --snapshot-every")
+    make.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="sampling setting for every generator, e.g. --set noise_scale=1.5 (repeatable)")
     make.add_argument("--per-class", type=int, required=True, help="images per class to keep after filtering")
     make.add_argument("--filter", action="append", default=[], metavar="SPEC",
                       help=f"filter, repeatable: {', '.join(FILTERS.available())} with options, e.g. "
@@ -47,10 +49,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_make(args: argparse.Namespace) -> int:
+    from synthaug.cli.generator import parse_sets
     from synthaug.synthetic import SynthConfig, make_synthetic
 
-    cfg = SynthConfig(generator_run=args.generator_run, ensemble=args.ensemble, per_class=args.per_class, filters=args.filter,
-                      classifier_run=args.classifier_run, oversample=args.oversample,
+    cfg = SynthConfig(generator_run=args.generator_run, ensemble=args.ensemble, sampling=parse_sets(args.set)[0],
+                      per_class=args.per_class, filters=args.filter, classifier_run=args.classifier_run, oversample=args.oversample,
                       classes=[c.strip() for c in args.classes.split(",")] if args.classes else None,
                       batch_size=args.batch_size, export_png=args.png, device=args.device, seed=args.seed)
     manifest = make_synthetic(cfg, args.out)

@@ -20,7 +20,8 @@ IMAGES_FILE = "images.safetensors"
 # fields that may change when a run is resumed (everything else must match the saved config.json): run
 # length and placement, and settings that only act at sampling time (so runs saved before such a field
 # existed, or with another value, can still be extended)
-RESUMABLE_CHANGES = {"steps", "progress", "device", "snapshot_every", "standing_stats", "guidance_scale", "sampler", "sampling_steps"}
+RESUMABLE_CHANGES = {"steps", "progress", "device", "snapshot_every", "standing_stats", "guidance_scale", "sampler", "sampling_steps",
+                     "noise_scale"}
 
 
 @dataclass
@@ -106,8 +107,7 @@ def sample_to_folder(run_dir: str | Path, out: str | Path, per_class: int, seed:
         raise FileExistsError(f"{out} already holds samples ({IMAGES_FILE}); choose another --out")
     gen = load_generator(run_dir, device=device)
     if overrides:
-        merged = {**to_jsonable(gen.cfg), **overrides, "device": device}
-        gen.cfg = from_dict(type(gen.cfg), merged, where=f"{gen.name} config")
+        gen.override({**overrides, "device": device})
     labels = torch.arange(gen.num_classes).repeat_interleave(per_class)
     images = gen.sample(labels, seed=seed, batch_size=batch_size)
     info = {"generator": gen.name, "run": str(Path(run_dir).resolve()), "seed": seed, "per_class": per_class,

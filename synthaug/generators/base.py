@@ -79,6 +79,10 @@ class Generator:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         raise NotImplementedError
 
+    def override(self, settings: dict[str, Any]) -> None:
+        """Change config fields (sampling settings such as guidance_scale or noise_scale), validated as at build."""
+        self.cfg = from_dict(type(self.cfg), {**to_jsonable(self.cfg), **settings}, where=f"{self.name} config")
+
     def spec(self) -> dict[str, Any]:
         return {"generator": self.name, "config": to_jsonable(self.cfg), "image_shape": list(self.image_shape),
                 "class_names": self.class_names}

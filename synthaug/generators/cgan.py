@@ -43,6 +43,8 @@ class CGANConfig(GeneratorConfig):
     ema_decay: float = 0.999  # EMA of generator weights, used for sampling; 0 disables
     standing_stats: int = 20  # before sampling, re-estimate the sampling G's batch-norm statistics from this many
     # batches of 256 noise vectors (BigGAN's standing statistics); else the EMA G uses statistics copied from G
+    noise_scale: float = 1.0  # sampling only: z ~ N(0, noise_scale^2). Below 1 truncates (typical, less varied images);
+    # above 1 is GaFi's "expansion trick" (more varied, more atypical images: coverage, which is what CAS lacks)
     stop_on_unhealthy: bool = False  # stop and restore the last checkpoint when a health check fires
     d_win_loss: float = 0.05  # discriminator loss below which D counts as winning outright in a log window
     d_win_windows: int = 10  # consecutive winning log windows before warning (0: check off)
@@ -70,6 +72,8 @@ class CGANConfig(GeneratorConfig):
             raise ValueError(f"{name}.beta1 and beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
         if self.standing_stats < 0:
             raise ValueError(f"{name}.standing_stats must be >= 0, got {self.standing_stats}")
+        if not self.noise_scale > 0:
+            raise ValueError(f"{name}.noise_scale must be > 0, got {self.noise_scale}")
         if not 0 < self.diversity_drop < 1:
             raise ValueError(f"{name}.diversity_drop must be in (0, 1), got {self.diversity_drop}")
 
@@ -230,6 +234,10 @@ class CGAN(TrainableGenerator):
     def weights_changed(self) -> None:
         self._stats_fresh = False
 
+    def override(self, settings: dict[str, Any]) -> None:
+        super().override(settings)
+        self.weights_changed()  # e.g. another standing_stats count: recompute before the next sample
+
     def health_monitor(self) -> HealthMonitor:
         return HealthMonitor(self.cfg.d_win_loss, self.cfg.d_win_windows, self.cfg.diversity_drop, self.class_names)
 
@@ -258,6 +266,7 @@ class CGAN(TrainableGenerator):
         labels = self.check_labels(labels)
         self.standing_statistics()
         z = torch.randn(len(labels), self.cfg.noise_dim, generator=torch.Generator().manual_seed(seed))
+        z = z * self.cfg.noise_scale  # standing statistics stay those of the training noise: rescaling them too would undo it
         net, out = self.sampling_network(), [torch.empty((0, *self.image_shape), dtype=torch.uint8)]
         with eval_mode(net):
             for zb, yb in zip(z.split(batch_size), labels.split(batch_size)):

@@ -47,6 +47,11 @@ class GeneratorEnsemble:
             rank[where] = torch.arange(int(where.sum()), device=labels.device)
         return rank % len(self.members)
 
+    def override(self, settings: dict) -> None:
+        """The same sampling settings for every member."""
+        for g in self.members:
+            g.override(settings)
+
     def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256) -> torch.Tensor:
         labels = torch.as_tensor(labels, dtype=torch.int64)
         out = torch.empty((len(labels), *self.image_shape), dtype=torch.uint8)

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 class SynthConfig:
     generator_run: str = ""  # folder of a trained generator (`synthaug generator fit --out`)
     ensemble: list[str] = field(default_factory=list)  # more generator folders sampled with it, an equal share each
+    sampling: dict[str, Any] = field(default_factory=dict)  # sampling settings for every generator, e.g. noise_scale
     per_class: int = 1000  # images to keep per class after filtering
     filters: list[str] = field(default_factory=list)  # e.g. confidence:tau=0.8, dedup:ratio=0.1, memorisation:ratio=0.5
     classifier_run: str | None = None  # classifier for filters (default: train one on the generator's real data, cached)
@@ -100,6 +101,8 @@ def make_synthetic(cfg: SynthConfig, out: str | Path, real: ImageDataset | None 
     from tqdm.auto import tqdm
 
     generator = load_generators([cfg.generator_run, *cfg.ensemble], device=cfg.device)
+    if cfg.sampling:
+        generator.override(cfg.sampling)
     names = generator.class_names
     wanted = list(range(len(names))) if not cfg.classes else [names.index(c) for c in _check_classes(cfg.classes, names)]
     if cfg.counts:
