@@ -230,6 +230,51 @@ def test_noise_scale_scales_the_sampling_noise_and_with_it_diversity(bands):
         gen.override({"noise_scale": 0})
 
 
+def test_d_keep_keeps_the_candidates_the_discriminator_ranks_highest(bands, tmp_path):
+    from synthaug.training.checkpoint import load_tensors, save_tensors
+
+    gen = make("cgan", bands, **{"log_every": 50, **LEARN["cgan"]}, batch_size=32)
+    gen.fit(bands)
+    labels = torch.tensor([2, 0, 0, 1, 2, 0])  # any order: images come back in the labels' order
+    gen.override({"d_keep": 0.25})
+    kept = gen.sample(labels, seed=4)
+    # by hand: per class in ascending order, 4x the candidates from one noise stream, the top-scored in draw order
+    g, expected = torch.Generator().manual_seed(4), torch.empty_like(kept)
+    for c in (0, 1, 2):
+        where = torch.nonzero(labels == c).flatten()
+        cand = torch.full((4 * len(where),), c)
+        images = gen._generate(cand, g, 256)
+        scores = gen.d_scores(images, cand)
+        best = scores.topk(len(where)).indices.sort().values
+        expected[where] = images[best]
+        rest = torch.ones(len(cand), dtype=torch.bool)
+        rest[best] = False
+        assert scores[best].min() >= scores[rest].max()  # every kept candidate outranks every rejected one
+    assert torch.equal(kept, expected)
+    plain_labels = torch.arange(3).repeat_interleave(32)
+    gen.override({"d_keep": 1.0})
+    plain = gen.sample(plain_labels, seed=4)
+    gen.override({"d_keep": 0.25})
+    ranked = gen.sample(plain_labels, seed=4)
+    assert gen.d_scores(ranked, plain_labels).mean() > gen.d_scores(plain, plain_labels).mean()
+
+    gen.save(tmp_path / "gen")  # D travels with the generator, so a loaded one ranks the same way
+    loaded = load_generator(tmp_path / "gen")
+    loaded.override({"d_keep": 0.25})
+    assert torch.equal(loaded.sample(labels, seed=4), kept)
+    weights = load_tensors(tmp_path / "gen" / "generator.safetensors")  # a folder saved before D was kept
+    save_tensors(tmp_path / "gen" / "generator.safetensors", {k: v for k, v in weights.items() if k.startswith("G.")})
+    old = load_generator(tmp_path / "gen")
+    old.override({"d_keep": 1.0})  # (the saved spec remembers d_keep 0.25)
+    loaded.override({"d_keep": 1.0})
+    assert torch.equal(old.sample(labels, seed=4), loaded.sample(labels, seed=4))  # plain sampling needs no D
+    old.override({"d_keep": 0.5})
+    with pytest.raises(ValueError, match="saved without it"):
+        old.sample(labels, seed=4)
+    with pytest.raises(ValueError, match="d_keep"):
+        gen.override({"d_keep": 1.5})
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_nan_loss_stops_with_clear_error_and_keeps_good_checkpoint(name, bands, tmp_path, monkeypatch):
     gen = make(name, bands, steps=8, checkpoint_every=2, log_every=2)

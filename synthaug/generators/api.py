@@ -21,7 +21,7 @@ IMAGES_FILE = "images.safetensors"
 # length and placement, and settings that only act at sampling time (so runs saved before such a field
 # existed, or with another value, can still be extended)
 RESUMABLE_CHANGES = {"steps", "progress", "device", "snapshot_every", "standing_stats", "guidance_scale", "sampler", "sampling_steps",
-                     "noise_scale"}
+                     "noise_scale", "d_keep"}
 
 
 @dataclass

@@ -7,6 +7,7 @@ and health checks that warn (or stop) when the discriminator wins outright or di
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -45,6 +46,9 @@ class CGANConfig(GeneratorConfig):
     # batches of 256 noise vectors (BigGAN's standing statistics); else the EMA G uses statistics copied from G
     noise_scale: float = 1.0  # sampling only: z ~ N(0, noise_scale^2). Below 1 truncates (typical, less varied images);
     # above 1 is GaFi's "expansion trick" (more varied, more atypical images: coverage, which is what CAS lacks)
+    d_keep: float = 1.0  # sampling only: draw n / d_keep candidates per class and keep the n that the GAN's own
+    # discriminator scores highest (rejection sampling in the spirit of Azadi et al. 2019, as a per-class top-k;
+    # no real labels involved, unlike the confidence filter). 1 keeps every sample
     stop_on_unhealthy: bool = False  # stop and restore the last checkpoint when a health check fires
     d_win_loss: float = 0.05  # discriminator loss below which D counts as winning outright in a log window
     d_win_windows: int = 10  # consecutive winning log windows before warning (0: check off)
@@ -74,6 +78,8 @@ class CGANConfig(GeneratorConfig):
             raise ValueError(f"{name}.standing_stats must be >= 0, got {self.standing_stats}")
         if not self.noise_scale > 0:
             raise ValueError(f"{name}.noise_scale must be > 0, got {self.noise_scale}")
+        if not 0 < self.d_keep <= 1:
+            raise ValueError(f"{name}.d_keep must be in (0, 1], got {self.d_keep}")
         if not 0 < self.diversity_drop < 1:
             raise ValueError(f"{name}.diversity_drop must be in (0, 1), got {self.diversity_drop}")
 
@@ -166,6 +172,7 @@ class CGAN(TrainableGenerator):
         self.D.to(self.device, memory_format=self.memory_format)
         self.ema = EMA(self.G, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self._stats_fresh = False  # standing statistics computed for the current sampling weights
+        self._has_d = True  # False once loaded from a folder saved without D (d_keep then cannot work)
 
     def sampling_network(self) -> nn.Module:
         return self.ema.model if self.ema is not None else self.G
@@ -265,7 +272,23 @@ class CGAN(TrainableGenerator):
     def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256) -> torch.Tensor:
         labels = self.check_labels(labels)
         self.standing_statistics()
-        z = torch.randn(len(labels), self.cfg.noise_dim, generator=torch.Generator().manual_seed(seed))
+        g = torch.Generator().manual_seed(seed)
+        if self.cfg.d_keep == 1:
+            return self._generate(labels, g, batch_size)
+        if not self._has_d:
+            raise ValueError("d_keep < 1 ranks samples with the discriminator, but this generator was saved without it "
+                             "(runs saved before d_keep existed keep D only in their checkpoint.safetensors)")
+        out = torch.empty((len(labels), *self.image_shape), dtype=torch.uint8)
+        for c in labels.unique().tolist():  # classes in ascending order, each from the same noise stream: deterministic
+            where = torch.nonzero(labels == c).flatten()
+            candidates = torch.full((math.ceil(len(where) / self.cfg.d_keep),), c, dtype=torch.int64)
+            images = self._generate(candidates, g, batch_size)
+            scores = self.d_scores(images, candidates, batch_size)
+            out[where] = images[scores.topk(len(where)).indices.sort().values]  # the best, in the order drawn
+        return out
+
+    def _generate(self, labels: torch.Tensor, g: torch.Generator, batch_size: int) -> torch.Tensor:
+        z = torch.randn(len(labels), self.cfg.noise_dim, generator=g)
         z = z * self.cfg.noise_scale  # standing statistics stay those of the training noise: rescaling them too would undo it
         net, out = self.sampling_network(), [torch.empty((0, *self.image_shape), dtype=torch.uint8)]
         with eval_mode(net):
@@ -274,12 +297,29 @@ class CGAN(TrainableGenerator):
                     out.append(to_uint8(net(zb.to(self.device), yb.to(self.device))).cpu())
         return torch.cat(out)
 
+    @torch.no_grad()
+    def d_scores(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """The discriminator's logit for each uint8 image as an image of its label (higher: more real)."""
+        out = [torch.empty(0)]
+        with eval_mode(self.D):
+            for xb, yb in zip(images.split(batch_size), labels.split(batch_size)):
+                x = xb.to(self.device).float().div(127.5).sub(1.0).contiguous(memory_format=self.memory_format)
+                with self.autocast():
+                    out.append(self.D(x, yb.to(self.device)).float().cpu())
+        return torch.cat(out)
+
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {f"G.{k}": v for k, v in self.sampling_network().state_dict().items()}
+        """The sampling G, and D for discriminator-ranked sampling (d_keep)."""
+        return {**{f"G.{k}": v for k, v in self.sampling_network().state_dict().items()},
+                **{f"D.{k}": v for k, v in self.D.state_dict().items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         weights = {k[2:]: v for k, v in state.items() if k.startswith("G.")}
         self.G.load_state_dict(weights)
+        d_weights = {k[2:]: v for k, v in state.items() if k.startswith("D.")}
+        self._has_d = bool(d_weights)
+        if d_weights:
+            self.D.load_state_dict(d_weights)
         if self.ema is not None:
             self.ema.model.load_state_dict(weights)
         self.weights_changed()
