@@ -251,6 +251,10 @@ def test_d_keep_keeps_the_candidates_the_discriminator_ranks_highest(bands, tmp_
         rest[best] = False
         assert scores[best].min() >= scores[rest].max()  # every kept candidate outranks every rejected one
     assert torch.equal(kept, expected)
+    with torch.no_grad():  # the score is D's logit for the image as its label, on the [-1, 1] scale D trained on
+        direct = gen.D.eval()(images.float() / 127.5 - 1, cand)
+    gen.D.train()
+    torch.testing.assert_close(gen.d_scores(images, cand), direct)
     plain_labels = torch.arange(3).repeat_interleave(32)
     gen.override({"d_keep": 1.0})
     plain = gen.sample(plain_labels, seed=4)
