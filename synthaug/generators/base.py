@@ -72,6 +72,36 @@ class Generator:
         """uint8 images [N, C, H, W] of the given classes; the same seed gives the same images."""
         raise NotImplementedError
 
+    def sampling_noise(self, labels: torch.Tensor, seed: int) -> torch.Tensor | None:
+        """The noise `sample(labels, seed)` starts from, drawn from its own seeded stream; None where sampling
+        cannot be split into noise + a per-image decode (then `sample_many` samples each request on its own)."""
+        return None
+
+    def from_noise(self, noise: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """uint8 images from `sampling_noise` rows, each image depending only on its own row and label."""
+        raise NotImplementedError
+
+    def sample_many(self, requests: list[tuple[torch.Tensor, int]], batch_size: int = 256,
+                    fixed_batch: bool = False) -> list[torch.Tensor]:
+        """Images for several (labels, seed) requests in shared forward passes (micro-batching in `serve`).
+
+        Each request's noise comes from its own seed, so what it gets does not depend on its neighbours.
+        Kernels pick their algorithm by batch size, which can move a rare pixel by one grey level;
+        `fixed_batch` pads every pass to exactly `batch_size` rows, so the bits do not depend on them either.
+        """
+        noises = [self.sampling_noise(labels, seed) for labels, seed in requests]
+        if not requests or any(n is None for n in noises):
+            return [self.sample(labels, seed, batch_size) for labels, seed in requests]
+        labels = torch.cat([torch.as_tensor(lab, dtype=torch.int64).flatten() for lab, _ in requests])
+        noise = torch.cat(noises)  # type: ignore[arg-type]
+        n = len(labels)
+        if fixed_batch and n % batch_size:
+            pad = batch_size - n % batch_size  # zero noise and class 0: thrown away below
+            noise = torch.cat([noise, noise.new_zeros((pad, *noise.shape[1:]))])
+            labels = torch.cat([labels, labels.new_zeros(pad)])
+        images = self.from_noise(noise, labels, batch_size)[:n]
+        return list(images.split([len(x) for x in noises]))  # type: ignore[arg-type]
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors needed to sample (e.g. EMA generator weights)."""
         raise NotImplementedError

@@ -271,13 +271,12 @@ class CGAN(TrainableGenerator):
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256) -> torch.Tensor:
         labels = self.check_labels(labels)
-        self.standing_statistics()
-        g = torch.Generator().manual_seed(seed)
         if self.cfg.d_keep == 1:
-            return self._generate(labels, g, batch_size)
+            return self.from_noise(self.sampling_noise(labels, seed), labels, batch_size)
         if not self._has_d:
             raise ValueError("d_keep < 1 ranks samples with the discriminator, but this generator was saved without it "
                              "(runs saved before d_keep existed keep D only in their checkpoint.safetensors)")
+        g = torch.Generator().manual_seed(seed)
         out = torch.empty((len(labels), *self.image_shape), dtype=torch.uint8)
         for c in labels.unique().tolist():  # classes in ascending order, each from the same noise stream: deterministic
             where = torch.nonzero(labels == c).flatten()
@@ -288,11 +287,24 @@ class CGAN(TrainableGenerator):
         return out
 
     def _generate(self, labels: torch.Tensor, g: torch.Generator, batch_size: int) -> torch.Tensor:
-        z = torch.randn(len(labels), self.cfg.noise_dim, generator=g)
-        z = z * self.cfg.noise_scale  # standing statistics stay those of the training noise: rescaling them too would undo it
+        return self.from_noise(self._noise(len(labels), g), labels, batch_size)
+
+    def _noise(self, n: int, g: torch.Generator) -> torch.Tensor:
+        # standing statistics stay those of the training noise: rescaling them too would undo noise_scale
+        return torch.randn(n, self.cfg.noise_dim, generator=g) * self.cfg.noise_scale
+
+    def sampling_noise(self, labels: torch.Tensor, seed: int) -> torch.Tensor | None:
+        labels = self.check_labels(labels)
+        if self.cfg.d_keep != 1:  # which candidates survive depends on the whole class's draw: no per-image split
+            return None
+        return self._noise(len(labels), torch.Generator().manual_seed(seed))
+
+    @torch.no_grad()
+    def from_noise(self, noise: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        self.standing_statistics()
         net, out = self.sampling_network(), [torch.empty((0, *self.image_shape), dtype=torch.uint8)]
         with eval_mode(net):
-            for zb, yb in zip(z.split(batch_size), labels.split(batch_size)):
+            for zb, yb in zip(noise.split(batch_size), labels.split(batch_size)):
                 with self.autocast():
                     out.append(to_uint8(net(zb.to(self.device), yb.to(self.device))).cpu())
         return torch.cat(out)

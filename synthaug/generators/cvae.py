@@ -142,11 +142,18 @@ class CVAE(TrainableGenerator):
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256) -> torch.Tensor:
         labels = self.check_labels(labels)
+        return self.from_noise(self.sampling_noise(labels, seed), labels, batch_size)
+
+    def sampling_noise(self, labels: torch.Tensor, seed: int) -> torch.Tensor:
+        labels = self.check_labels(labels)
         z = torch.randn(len(labels), self.cfg.latent_dim, generator=torch.Generator().manual_seed(seed))
-        z = z * self.cfg.temperature
+        return z * self.cfg.temperature
+
+    @torch.no_grad()
+    def from_noise(self, noise: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         out = [torch.empty((0, *self.image_shape), dtype=torch.uint8)]
         with eval_mode(self.decoder):
-            for zb, yb in zip(z.split(batch_size), labels.split(batch_size)):
+            for zb, yb in zip(noise.split(batch_size), labels.split(batch_size)):
                 with self.autocast():
                     logits = self.decoder(zb.to(self.device), yb.to(self.device)).float()
                 out.append(to_uint8(self.decode(logits)).cpu())

@@ -178,7 +178,14 @@ class Diffusion(TrainableGenerator):
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256) -> torch.Tensor:
         labels = self.check_labels(labels)
-        noise = torch.randn(len(labels), self.image_shape[0], *self.padded, generator=torch.Generator().manual_seed(seed))
+        return self.from_noise(self.sampling_noise(labels, seed), labels, batch_size)
+
+    def sampling_noise(self, labels: torch.Tensor, seed: int) -> torch.Tensor:
+        labels = self.check_labels(labels)
+        return torch.randn(len(labels), self.image_shape[0], *self.padded, generator=torch.Generator().manual_seed(seed))
+
+    @torch.no_grad()
+    def from_noise(self, noise: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         net = self.ema.model if self.ema is not None else self.unet
         out = [torch.empty((0, *self.image_shape), dtype=torch.uint8)]
         with eval_mode(net):
