@@ -15,6 +15,7 @@ COMMANDS = {
     "generator": ("generator", "train and sample class-conditional generators"),
     "synth": ("synth", "make curated synthetic datasets and evaluate them"),
     "run": ("run", "run an experiment config: baseline vs augmented over seeds, statistics, report"),
+    "serve": ("serve", "web page and JSON API: generate a class, classify an upload, open reports"),
 }
 
 

@@ -1,0 +1,54 @@
+"""Experiment reports under --runs-root, found by the server and handed out by name only.
+
+A request names a run; the name is a key into what the scan found, never a path: `../../etc` is simply
+not a key. Symlinks that lead out of the root are skipped at scan time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+REPORT_FILE = "report.html"
+MAX_DEPTH = 3  # runs/demo/report.html is depth 1; runs/studies/cifar/report.html depth 2
+
+
+@dataclass(frozen=True)
+class RunReport:
+    name: str  # the run folder relative to the root, with "/" (what the API takes)
+    path: Path  # its report.html (resolved, inside the root)
+    modified: float  # report.html's mtime, seconds since the epoch
+
+    def describe(self) -> dict[str, str]:
+        when = dt.datetime.fromtimestamp(self.modified, dt.timezone.utc).isoformat(timespec="seconds")
+        return {"name": self.name, "modified": when, "report": f"/api/runs/{self.name}/report"}
+
+
+def scan_reports(root: str | Path | None) -> dict[str, RunReport]:
+    """Every run folder (up to MAX_DEPTH deep) holding a report.html, newest first."""
+    if root is None:
+        return {}
+    root = Path(root).resolve()
+    if not root.is_dir():
+        return {}
+    found: list[RunReport] = []
+    frontier = [root]
+    for _ in range(MAX_DEPTH):
+        next_frontier = []
+        for folder in frontier:
+            try:
+                children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+            except OSError:
+                continue
+            for child in children:
+                real = child.resolve()
+                if not real.is_relative_to(root):  # a symlink out of the root
+                    continue
+                report = real / REPORT_FILE
+                if report.is_file():
+                    found.append(RunReport(child.relative_to(root).as_posix(), report, report.stat().st_mtime))
+                next_frontier.append(child)
+        frontier = next_frontier
+    found.sort(key=lambda r: (-r.modified, r.name))
+    return {r.name: r for r in found}
