@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow demo bench clean
+.PHONY: install test test-slow demo serve bench clean
 
 install: $(STAMP)
 
@@ -23,6 +23,12 @@ test-slow: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/synthaug run configs/quickstart.yaml --out runs/demo
+
+# The web page and API at http://127.0.0.1:8000 on the demo's models (runs/demo), or, when `make demo` has not
+# run, on a small cgan and small-cnn trained first into runs/serve (a few CPU minutes, once). More flags:
+# make serve SERVE_ARGS="--port 8080 --token ..."
+serve: $(STAMP)
+	$(PY) -m synthaug.serve.demo --demo runs/demo --out runs/serve --runs-root runs -- $(SERVE_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py

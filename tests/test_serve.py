@@ -617,3 +617,28 @@ def classify_via_api(url: str, filename: str, data: bytes) -> dict:
                                  headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())["results"][0]
+
+
+# --- make serve ------------------------------------------------------------------------------------------------------
+def test_generator_names_come_from_name_equals_dir_or_the_folder():
+    from synthaug.serve.models import unique_names
+
+    assert unique_names(["a/cgan", "b/cgan", "fancy=c/cgan", "x=y/z=w", "runs/odd name=x"]) == [
+        "cgan", "cgan-2", "fancy", "x", "odd name=x"]
+
+
+def test_make_serve_finds_the_demos_models_or_says_there_are_none(tmp_path):
+    from synthaug.serve.demo import demo_runs
+
+    cache = tmp_path / "demo" / "cache"
+    assert demo_runs(tmp_path / "demo") is None
+    for folder, spec in (("generators/cgan-aaa", "generator.json"), ("generators/cgan-bbb", "generator.json"),
+                         ("generators/diffusion-ccc", "generator.json"), ("generators/cvae-ddd", None),
+                         ("classifiers/baseline-eee", "model.json"), ("classifiers/cgan-fff", "model.json")):
+        (cache / folder).mkdir(parents=True)
+        if spec:  # finished steps have their spec and done.json; cvae-ddd was killed mid-training
+            (cache / folder / spec).write_text("{}")
+            (cache / folder / "done.json").write_text("{}")
+    generators, classifier = demo_runs(tmp_path / "demo")
+    assert generators == [f"cgan={cache / 'generators/cgan-aaa'}", f"diffusion={cache / 'generators/diffusion-ccc'}"]
+    assert classifier == str(cache / "classifiers/baseline-eee")

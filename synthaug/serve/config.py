@@ -14,7 +14,7 @@ MB = 1024 * 1024
 
 @dataclass
 class ServeConfig:
-    generator_runs: list[str] = field(default_factory=list)  # generator run folders (generator.json + safetensors)
+    generator_runs: list[str] = field(default_factory=list)  # generator run folders, DIR or NAME=DIR (NAME: its API name)
     classifier_run: str = ""  # classifier run folder (model.json + model.safetensors)
     runs_root: str | None = None  # folder whose runs' report.html the Reports page lists (None: no reports)
     host: str = "127.0.0.1"  # address to bind; anything but loopback without a token prints a warning

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,11 +55,20 @@ class ServedClassifier:
                 "channels": self.spec["in_channels"], "image_size": self.spec["image_size"]}
 
 
-def unique_names(folders: list[str | Path]) -> list[str]:
-    """Each run folder's name; repeats get -2, -3 (two runs called `cgan` in different places)."""
+def split_named(entry: str | Path) -> tuple[str | None, Path]:
+    """`NAME=DIR` -> (NAME, DIR); a plain `DIR` -> (None, DIR)."""
+    name, sep, folder = str(entry).partition("=")
+    if sep and re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        return name, Path(folder)
+    return None, Path(entry)
+
+
+def unique_names(entries: list[str | Path]) -> list[str]:
+    """Each generator's API name: NAME from NAME=DIR, else its folder's name; repeats get -2, -3."""
     names: list[str] = []
-    for folder in folders:
-        base = Path(folder).resolve().name or "generator"
+    for entry in entries:
+        given, folder = split_named(entry)
+        base = given or folder.resolve().name or "generator"
         name, k = base, 2
         while name in names:
             name, k = f"{base}-{k}", k + 1
@@ -66,12 +76,12 @@ def unique_names(folders: list[str | Path]) -> list[str]:
     return names
 
 
-def load_generators(folders: list[str | Path], device: str) -> dict[str, ServedGenerator]:
-    """Load every generator and sample one image from it, so lazy set-up (batch-norm standing statistics)
-    happens now rather than inside the first request."""
+def load_generators(entries: list[str | Path], device: str) -> dict[str, ServedGenerator]:
+    """Load every generator (DIR or NAME=DIR) and sample one image from it, so lazy set-up (batch-norm
+    standing statistics) happens now rather than inside the first request."""
     served = {}
-    for name, folder in zip(unique_names(folders), folders):
-        gen = load_generator(folder, device=device)
+    for name, entry in zip(unique_names(entries), entries):
+        gen = load_generator(split_named(entry)[1], device=device)
         gen.sample(torch.zeros(1, dtype=torch.int64), seed=0)
         served[name] = ServedGenerator(name, gen)
         log.info("generator %s: %s, classes %s", name, gen.name, gen.class_names)
