@@ -9,8 +9,8 @@ from synthaug.serve.config import MB, TOKEN_ENV
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--generator-run", action="append", required=True, metavar="DIR",
-                   help="generator run folder (repeatable; each is named after its folder)")
+    p.add_argument("--generator-run", action="append", required=True, metavar="[NAME=]DIR",
+                   help="generator run folder (repeatable); the API calls it NAME, or the folder's name")
     p.add_argument("--classifier-run", required=True, metavar="DIR", help="classifier run folder (model.json)")
     p.add_argument("--runs-root", metavar="DIR", help="folder of experiment runs whose report.html the Reports page lists")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
