@@ -642,3 +642,24 @@ def test_make_serve_finds_the_demos_models_or_says_there_are_none(tmp_path):
     generators, classifier = demo_runs(tmp_path / "demo")
     assert generators == [f"cgan={cache / 'generators/cgan-aaa'}", f"diffusion={cache / 'generators/diffusion-ccc'}"]
     assert classifier == str(cache / "classifiers/baseline-eee")
+
+
+def test_cli_warns_when_serving_beyond_loopback_without_a_token(runs, monkeypatch, capsys):
+    import uvicorn
+
+    import synthaug.serve.app
+    from synthaug.cli.main import main
+
+    started = {}
+    monkeypatch.setattr(synthaug.serve.app, "create_app", lambda cfg: ("app", cfg))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(app=app, **kw))
+    monkeypatch.delenv("SYNTHAUG_TOKEN", raising=False)
+    base = ["serve", "--generator-run", str(runs["cgan"]), "--classifier-run", str(runs["classifier"]), "--threads", "1"]
+    assert main(base + ["--host", "0.0.0.0", "--port", "9999"]) == 0
+    assert started["host"] == "0.0.0.0" and started["port"] == 9999
+    assert "WARNING: serving on 0.0.0.0:9999 without a token" in capsys.readouterr().err
+    monkeypatch.setenv("SYNTHAUG_TOKEN", "t")
+    assert main(base + ["--host", "0.0.0.0"]) == 0
+    assert started["app"][1].token == "t" and "WARNING" not in capsys.readouterr().err
+    monkeypatch.delenv("SYNTHAUG_TOKEN")
+    assert main(base) == 0 and started["host"] == "127.0.0.1" and "WARNING" not in capsys.readouterr().err
