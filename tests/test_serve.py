@@ -494,6 +494,17 @@ def browser_or_skip():
         pytest.skip(f"browser test needs {missing}")
 
 
+def test_browser_test_fails_instead_of_skipping_when_ci_requires_it(monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setenv("SYNTHAUG_REQUIRE_BROWSER", "1")  # what .ci/run sets
+    with pytest.raises(pytest.fail.Exception, match="browser test required but /nonexistent/chromium"):
+        browser_or_skip()
+    monkeypatch.delenv("SYNTHAUG_REQUIRE_BROWSER")
+    with pytest.raises(pytest.skip.Exception):
+        browser_or_skip()
+    assert "SYNTHAUG_REQUIRE_BROWSER=1" in (REPO / ".ci" / "run").read_text()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
