@@ -50,12 +50,14 @@ def run(args: argparse.Namespace) -> int:
 
 def run_make(args: argparse.Namespace) -> int:
     from synthaug.cli.generator import parse_sets
+    from synthaug.config import from_dict
     from synthaug.synthetic import SynthConfig, make_synthetic
 
-    cfg = SynthConfig(generator_run=args.generator_run, ensemble=args.ensemble, sampling=parse_sets(args.set)[0],
-                      per_class=args.per_class, filters=args.filter, classifier_run=args.classifier_run, oversample=args.oversample,
-                      classes=[c.strip() for c in args.classes.split(",")] if args.classes else None,
-                      batch_size=args.batch_size, export_png=args.png, device=args.device, seed=args.seed)
+    cfg = from_dict(SynthConfig, dict(
+        generator_run=args.generator_run, ensemble=args.ensemble, sampling=parse_sets(args.set)[0], per_class=args.per_class,
+        filters=args.filter, classifier_run=args.classifier_run, oversample=args.oversample,
+        classes=[c.strip() for c in args.classes.split(",")] if args.classes else None, batch_size=args.batch_size,
+        export_png=args.png, device=args.device, seed=args.seed))
     manifest = make_synthetic(cfg, args.out)
     print(json.dumps({"kept_per_class": manifest["kept_per_class"], "keep_rate_per_class": manifest["keep_rate_per_class"]},
                      indent=1))
@@ -64,11 +66,13 @@ def run_make(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from synthaug.config import from_dict
     from synthaug.synthetic.evaluate import EvaluateConfig, evaluate_synthetic
 
-    cfg = EvaluateConfig(synthetic=args.synthetic, dataset=args.dataset, data_root=args.data_root, features=args.features,
-                         classifier_run=args.classifier_run, cas_steps=args.cas_steps, max_images=args.max_images,
-                         seed=args.seed, device=args.device)
+    cfg = from_dict(EvaluateConfig, dict(
+        synthetic=args.synthetic, dataset=args.dataset, data_root=args.data_root, features=args.features,
+        classifier_run=args.classifier_run, cas_steps=args.cas_steps, max_images=args.max_images, seed=args.seed,
+        device=args.device))
     metrics = evaluate_synthetic(cfg, args.out)
     keys = ["fid", "kid", "inception_score", "precision", "recall", "density", "coverage", "mmd", "mmd_p_value", "cas",
             "real_accuracy", "memorisation_ratio"]

@@ -12,6 +12,10 @@ class DatasetError(RuntimeError):
     """A dataset could not be found, read or subset as asked; the message says what to do."""
 
 
+class MismatchError(ValueError):
+    """Two inputs that must agree (class names, image shape) do not; the message names both."""
+
+
 @dataclass
 class ImageDataset:
     """uint8 images ``[N, C, H, W]``, int64 labels ``[N]`` and the class names they index.

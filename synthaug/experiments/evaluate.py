@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from synthaug.data import ImageDataset
+from synthaug.data import ImageDataset, MismatchError
 from synthaug.training.config import TrainConfig
 from synthaug.training.loop import evaluate
 
@@ -15,6 +15,6 @@ def evaluate_run(run_dir: str | Path, test: ImageDataset, device: str = "cpu") -
 
     model, spec = load_classifier(run_dir, device=device)
     if spec["class_names"] != test.class_names:
-        raise ValueError(f"{run_dir} was trained on classes {spec['class_names']}, the test set has {test.class_names}")
+        raise MismatchError(f"{run_dir} was trained on classes {spec['class_names']}, the test set has {test.class_names}")
     metrics, _ = evaluate(model, test, TrainConfig(device=device, progress=False))
     return metrics

@@ -3,7 +3,6 @@ folder, and write labelled samples. The CLI (and later the web service) only cal
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import torch
 from synthaug.config import ConfigError, from_dict
 from synthaug.data import DataConfig, ImageDataset, load_data
 from synthaug.generators.base import GENERATORS, Generator, load_generator
-from synthaug.runs import Run
+from synthaug.runs import Run, check_resume_matches
 from synthaug.utils import to_jsonable, write_json_atomic
 
 IMAGES_FILE = "images.safetensors"
@@ -59,28 +58,13 @@ def resolved(cfg: GeneratorRunConfig) -> dict[str, Any]:
             "config": to_jsonable(generator_config(cfg.generator, cfg.config))}
 
 
-def _check_resume_matches(run: Run, now: dict[str, Any]) -> None:
-    path = run.file("config.json")
-    if not path.exists():
-        return
-    saved = json.loads(path.read_text())
-    diffs = [f"data.{k}" for k in now["data"] if saved.get("data", {}).get(k) != now["data"][k]]
-    diffs += [f"config.{k}" for k in now["config"]
-              if k not in RESUMABLE_CHANGES and saved.get("config", {}).get(k) != now["config"][k]]
-    if saved.get("generator") != now["generator"]:
-        diffs.insert(0, "generator")
-    if diffs:
-        raise ConfigError(f"cannot resume {run.path}: settings differ from its config.json ({', '.join(diffs)}); "
-                          "pass the same flags as the original run (only steps may grow)")
-
-
 def train_generator(cfg: GeneratorRunConfig, out: str | Path, resume: bool = False) -> dict[str, Any]:
     """Train into run folder `out`: config.json, log.txt, metrics.jsonl, checkpoint, samples/*.png and,
     at the end, generator.json + generator.safetensors (what `generator sample` loads)."""
     run = Run(out, resume=resume)
     settings = resolved(cfg)
     if resume:
-        _check_resume_matches(run, settings)
+        check_resume_matches(run, settings, RESUMABLE_CHANGES, "steps and sampling-only settings")
     run.write_config(settings)
     splits = load_data(cfg.data)
     run.log(f"{cfg.generator} on {splits.train.describe()}")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from synthaug.config import from_dict
-from synthaug.data import DataConfig, ImageDataset, load_data
+from synthaug.data import DataConfig, ImageDataset, MismatchError, load_data
 from synthaug.generators.base import WEIGHTS_FILE, read_spec
 from synthaug.generators.ensemble import load_generators
 from synthaug.synthetic.filters import FilterContext, SampleFilter, parse_filter
@@ -70,7 +70,8 @@ def filter_classifier(cfg: SynthConfig, real: ImageDataset) -> torch.nn.Module:
     if cfg.classifier_run:
         model, spec = load_classifier(cfg.classifier_run, device=cfg.device)
         if spec["class_names"] != real.class_names:
-            raise ValueError(f"classifier {cfg.classifier_run} knows classes {spec['class_names']}, the generator {real.class_names}")
+            raise MismatchError(f"classifier {cfg.classifier_run} knows classes {spec['class_names']}, the generator "
+                                f"{real.class_names}; pass a classifier trained on the generator's classes, or none")
         return model
     from synthaug.runs import Run
     from synthaug.training.classify import train_on_splits

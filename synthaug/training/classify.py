@@ -14,7 +14,7 @@ import torch
 from synthaug.classifiers import Classifier, build_classifier, channel_stats
 from synthaug.data import DataConfig, DatasetSplits, ImageDataset, load_data
 from synthaug.plots import save_confusion_matrix
-from synthaug.runs import Run
+from synthaug.runs import Run, check_resume_matches
 from synthaug.training.checkpoint import load_checkpoint, save_checkpoint
 from synthaug.training.config import TrainConfig
 from synthaug.training.loop import TrainData, evaluate, fit
@@ -93,8 +93,15 @@ def train_on_splits(splits: DatasetSplits, cfg: TrainConfig, run: Run, synthetic
     return metrics
 
 
+# TrainConfig fields a resumed run may change: where and how visibly it runs, not what it computes. The
+# step count is not among them: the learning-rate schedule is a function of the total.
+RESUMABLE_CHANGES = {"progress", "device", "threads", "checkpoint_every", "log_every", "eval_batch_size"}
+
+
 def train_classifier(cfg: ClassifierRunConfig, out: str | Path, resume: bool = False) -> dict[str, Any]:
     run = Run(out, resume=resume)
+    if resume:
+        check_resume_matches(run, {"data": cfg.data, "train": cfg.train}, RESUMABLE_CHANGES, "device, threads and logging")
     run.write_config(cfg)
     splits = load_data(cfg.data)
     run.log(splits.train.describe())

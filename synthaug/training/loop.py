@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synthaug.data.base import ImageDataset
+from synthaug.data.base import ImageDataset, MismatchError
 from synthaug.metrics.classification import classification_metrics
 from synthaug.runs import Run
 from synthaug.training.augment import Augmenter, mix_batch, soft_targets
@@ -43,9 +43,9 @@ class TrainData:
         if self.synthetic is None or len(self.synthetic) == 0:
             return self.real.images, self.real.labels, torch.zeros(len(self.real), dtype=torch.bool)
         if self.synthetic.class_names != self.real.class_names:
-            raise ValueError(f"synthetic classes {self.synthetic.class_names} differ from real {self.real.class_names}")
+            raise MismatchError(f"synthetic classes {self.synthetic.class_names} differ from real {self.real.class_names}")
         if self.synthetic.images.shape[1:] != self.real.images.shape[1:]:
-            raise ValueError(f"synthetic images {tuple(self.synthetic.images.shape[1:])} differ in shape from real "
+            raise MismatchError(f"synthetic images {tuple(self.synthetic.images.shape[1:])} differ in shape from real "
                              f"{tuple(self.real.images.shape[1:])}; regenerate or resize them")
         is_syn = torch.cat([torch.zeros(len(self.real), dtype=torch.bool), torch.ones(len(self.synthetic), dtype=torch.bool)])
         return (torch.cat([self.real.images, self.synthetic.images]), torch.cat([self.real.labels, self.synthetic.labels]), is_syn)
