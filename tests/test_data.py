@@ -246,7 +246,7 @@ def test_resize_matches_pil_bilinear(size):
     ours = resize_uint8(images, size)
     for img, out in zip(images, ours):
         pil = Image.fromarray(img.permute(1, 2, 0).numpy()).resize((size, size), Image.BILINEAR)
-        ref = torch.from_numpy(np.asarray(pil)).permute(2, 0, 1)
+        ref = torch.from_numpy(np.array(pil)).permute(2, 0, 1)
         assert (out.int() - ref.int()).abs().max() <= 1  # rounding only
     constant = torch.full((2, 1, 28, 28), 137, dtype=torch.uint8)
     assert torch.equal(resize_uint8(constant, size), torch.full((2, 1, size, size), 137, dtype=torch.uint8))

@@ -9,6 +9,7 @@ from synthaug.data import DataConfig
 from synthaug.training.config import TrainConfig
 
 KINDS = ("compare", "transfer", "p-real", "data-efficiency", "optimizers", "imbalance")
+VIEWS = ("equal_steps", "tuned")  # how arms get their training budget (compare_at)
 STRATEGIES = ("add", "p_real", "synthetic-only", "pretrain-finetune")
 
 
@@ -62,6 +63,9 @@ class ExperimentConfig:
     optimizers: list[str] = field(default_factory=lambda: ["adam", "rmsprop"])  # optimizers kind: GAN optimisers compared
     evaluator: TrainConfig | None = None  # classifier trained on the FULL real training set, used only as feature
     #   extractor for FID / KID / IS / precision-recall (never for training arms); None: classifier recipe, 10 epochs
+    compare_at: list[str] | None = None  # budget views, the first is the headline: equal_steps (every arm the baseline's
+    #   steps) and/or tuned (each arm its own steps chosen on validation; needs classifier.steps auto). None: tuned
+    #   when classifier.steps is auto, else equal_steps
     alpha: float = 0.05  # significance level of the paired tests
     device: str = "auto"  # auto, cpu, cuda
 
@@ -88,3 +92,11 @@ class ExperimentConfig:
             raise ValueError("ExperimentConfig: the imbalance kind needs data.imbalance_ratio or data.class_counts")
         if any(b < 1 for b in self.budgets):
             raise ValueError(f"ExperimentConfig.budgets must be >= 1, got {self.budgets}")
+        if self.compare_at is None:
+            self.compare_at = ["tuned"] if self.classifier.steps == "auto" else ["equal_steps"]
+        unknown_views = [v for v in self.compare_at if v not in VIEWS]
+        if unknown_views or not self.compare_at or len(set(self.compare_at)) != len(self.compare_at):
+            raise ValueError(f"ExperimentConfig.compare_at: give one or both of {', '.join(VIEWS)} once each, got {self.compare_at}")
+        if "tuned" in self.compare_at and self.classifier.steps != "auto":
+            raise ValueError("ExperimentConfig.compare_at: 'tuned' needs classifier.steps: auto (steps chosen on validation "
+                             f"per arm); classifier.steps is {self.classifier.steps!r}")

@@ -21,6 +21,7 @@ PLAIN = "real, no augmentation"
 BASELINES = {"compare": BASELINE, "p-real": BASELINE, "imbalance": BASELINE, "transfer": "train real / test real"}
 OVERSAMPLING = "real + random oversampling"
 REAL_ONLY = {PLAIN, OVERSAMPLING}  # arms without synthetic images: "worse", never "synthetic data hurts"
+VIEW_KINDS = {"compare", "p-real", "data-efficiency", "imbalance"}  # kinds run once per budget view (compare_at)
 
 
 def _strategy_arm(exp: Experiment, name: str) -> str:
@@ -34,7 +35,7 @@ def compare(exp: Experiment) -> None:
 
     for seed in exp.cfg.seeds:
         splits = exp.splits(seed)
-        _, plain = steps.train_classifier(exp.cache, "plain", splits, exp.plain_cfg(seed, len(splits.train)))
+        _, plain = steps.train_classifier(exp.cache, "plain", splits, exp.plain_cfg(seed, splits))
         exp.record("compare", PLAIN, seed, plain)
         _, base = exp.train_baseline(seed, splits)
         exp.record("compare", BASELINE, seed, base)
@@ -46,7 +47,8 @@ def compare(exp: Experiment) -> None:
             _, metrics = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-{exp.cfg.mix.strategy}")
             exp.record("compare", arm, seed, metrics)
             exp.keep_confusion("compare", arm, metrics)
-            record_quality(exp, spec.name, seed, splits, synthetic)
+            if exp.primary_view:
+                record_quality(exp, spec.name, seed, splits, synthetic)
 
 
 @KINDS.register("p-real")

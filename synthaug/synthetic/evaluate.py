@@ -80,7 +80,8 @@ def _reference_classifier(cfg: EvaluateConfig, data_cfg: DataConfig) -> tuple[st
         return cfg.classifier_run, None
     full_cfg = replace(data_cfg, per_class=None, fraction=None, class_counts=None, imbalance_ratio=None,
                        minority_classes=None, val_fraction=0.0, seed=0)
-    train_cfg = TrainConfig(model="small-cnn", epochs=5, batch_size=128, augment=["crop"], progress=False, device=cfg.device)
+    train_cfg = TrainConfig(model="small-cnn", recipe="plain", epochs=5, min_steps=1, batch_size=128, augment=["crop"],
+                            progress=False, device=cfg.device)
     folder = default_cache_root() / "evaluators" / config_hash([full_cfg, train_cfg])
     if not (folder / "metrics.json").is_file():
         log.warning("training the reference classifier for features on the full %s training set (cached in %s)",
@@ -108,7 +109,7 @@ def _cas(cfg: EvaluateConfig, splits: DatasetSplits, synthetic: ImageDataset, ou
     from synthaug.training.config import TrainConfig
 
     steps = cfg.cas_steps or max(500, round(10 * len(synthetic) / 128))
-    train_cfg = TrainConfig(model="small-cnn", steps=steps, batch_size=128, augment=["crop"], progress=False,
+    train_cfg = TrainConfig(model="small-cnn", recipe="plain", steps=steps, batch_size=128, augment=["crop"], progress=False,
                             device=cfg.device, seed=cfg.seed)
     syn = train_on_splits(DatasetSplits(synthetic, splits.test), train_cfg, Run(out / "cas-synthetic", resume=True))
     real = train_on_splits(DatasetSplits(splits.train, splits.test), train_cfg, Run(out / "cas-real", resume=True))

@@ -79,7 +79,7 @@ def filter_classifier(cfg: SynthConfig, real: ImageDataset) -> torch.nn.Module:
     from synthaug.data import DatasetSplits
 
     steps = max(500, round(10 * len(real) / 128))
-    train_cfg = TrainConfig(model="small-cnn", steps=steps, batch_size=min(128, len(real)), augment=["crop"],
+    train_cfg = TrainConfig(model="small-cnn", recipe="plain", steps=steps, batch_size=min(128, len(real)), augment=["crop"],
                             progress=False, device=cfg.device)
     cache = Path(cfg.generator_run) / f"filter_classifier-{config_hash([train_cfg, real.class_counts()])}"
     if not (cache / "model.safetensors").is_file():

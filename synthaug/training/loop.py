@@ -130,6 +130,7 @@ class _State:
         self.best_step = -1
         self.evals_without_improvement = 0
         self.train_seconds = 0.0
+        self.val_history: list[dict[str, float]] = []  # {"step", "val_accuracy"} of every validation pass
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -247,17 +248,19 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None = N
     progress.close()
     if val is not None and not cfg.eval_every:
         _validate(model, val, cfg, state, run)
-    elif s.best_weights is not None:
+    elif s.best_weights is not None and cfg.restore_best:
         model.load_state_dict(s.best_weights)  # keep the weights that scored best on validation
     s.checkpoint()
     seen = state.step * cfg.batch_size
     return {"steps": state.step, "total_steps": s.total, "stop_reason": stop_reason, "best_val_step": state.best_step,
             "best_val_accuracy": state.best_score if state.best_score > -math.inf else None,
-            "train_seconds": state.train_seconds, "images_per_second": seen / max(state.train_seconds, 1e-9)}
+            "train_seconds": state.train_seconds, "images_per_second": seen / max(state.train_seconds, 1e-9),
+            "val_history": state.val_history}
 
 
 def _validate(model: nn.Module, val: ImageDataset, cfg: TrainConfig, state: _State, run: Run | None) -> bool:
     metrics, _ = evaluate(model, val, cfg)
+    state.val_history.append({"step": state.step, "val_accuracy": metrics["accuracy"]})
     if run:
         run.append_metrics({"step": state.step, "val_accuracy": metrics["accuracy"], "val_loss": metrics["log_loss"]})
     if metrics["accuracy"] > state.best_score:
