@@ -107,3 +107,20 @@ def test_train_cli_writes_the_resolved_recipe_and_schedule(tmp_path):
     assert train["steps"] == 20  # max(min_steps 20, 5 epochs x 50 images / 16 = 16)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["training"]["steps"] == 20
+
+
+def test_generator_default_length_follows_the_data_size(tmp_path, tiny_dataset):
+    from synthaug.cli.main import main
+    from synthaug.generators.api import build_generator, generator_config
+    from synthaug.generators.base import rule_steps
+
+    cfg = generator_config("cgan", {})
+    assert cfg.steps is None
+    assert rule_steps(cfg, 200) == 1500 and rule_steps(cfg, 60_000) == 18_750 and rule_steps(cfg, 600_000) == 20_000
+    assert build_generator("cgan", {"g_width": 8, "d_width": 8}, tiny_dataset).cfg.steps == 1500
+    out = tmp_path / "gen"
+    assert main(["generator", "fit", "--dataset", "digits", "--classes", "0,1", "--per-class", "10", "--generator", "cgan",
+                 "--set", "min_steps=2", "--set", "max_steps=4", "--set", "g_width=8", "--set", "d_width=8",
+                 "--batch-size", "8", "--no-progress", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["config"]["steps"] == 4  # 20 epochs of 20 images, capped at 4
+    assert json.loads((out / "summary.json").read_text())["steps"] == 4

@@ -78,7 +78,9 @@ def fit_generator(cache: StepCache, spec: GeneratorSpec, data_cfg: DataConfig, r
     if (info := cache.done(folder)) is not None:
         cache.reused.append(str(folder))
         return folder, info
-    cache.begin(folder, f"fitting generator {spec.generator} ({spec.config.get('steps', 'default')} steps)")
+    from synthaug.generators.base import rule_steps
+
+    cache.begin(folder, f"fitting generator {spec.generator} ({gen_cfg.steps or rule_steps(gen_cfg, len(real))} steps)")
     run = Run(folder, resume=True)
     run.write_config({"data": data_cfg, "generator": spec.generator, "config": gen_cfg})
     generator = build_generator(spec.generator, settings, real)

@@ -3,7 +3,7 @@ folder, and write labelled samples. The CLI (and later the web service) only cal
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import torch
 
 from synthaug.config import ConfigError, from_dict
 from synthaug.data import DataConfig, ImageDataset, load_data
-from synthaug.generators.base import GENERATORS, Generator, load_generator
+from synthaug.generators.base import GENERATORS, Generator, load_generator, rule_steps
 from synthaug.runs import Run, check_resume_matches
 from synthaug.utils import to_jsonable, write_json_atomic
 
@@ -19,7 +19,7 @@ IMAGES_FILE = "images.safetensors"
 # fields that may change when a run is resumed (everything else must match the saved config.json): run
 # length and placement, and settings that only act at sampling time (so runs saved before such a field
 # existed, or with another value, can still be extended)
-RESUMABLE_CHANGES = {"steps", "progress", "device", "snapshot_every", "standing_stats", "guidance_scale", "sampler", "sampling_steps",
+RESUMABLE_CHANGES = {"steps", "epochs", "min_steps", "max_steps", "progress", "device", "snapshot_every", "standing_stats", "guidance_scale", "sampler", "sampling_steps",
                      "noise_scale", "d_keep"}
 
 
@@ -44,29 +44,34 @@ def generator_config(name: str, overrides: dict[str, Any]) -> Any:
 
 
 def build_generator(name: str, overrides: dict[str, Any], data: ImageDataset) -> Generator:
-    """A fresh generator shaped for `data` (its image shape and class names)."""
+    """A fresh generator shaped for `data` (its image shape and class names); steps None -> the rule's steps."""
     cls = GENERATORS.resolve(name)[0]
     cfg = generator_config(name, overrides)
+    if cfg.steps is None:
+        cfg = replace(cfg, steps=rule_steps(cfg, len(data)))
     try:
         return cls(cfg, tuple(data.images.shape[1:]), data.class_names)
     except ValueError as exc:  # e.g. an image size the architecture cannot reach: the user's to fix
         raise ConfigError(f"{name} on {data.name or 'the data'}: {exc}") from exc
 
 
-def resolved(cfg: GeneratorRunConfig) -> dict[str, Any]:
-    return {"generator": cfg.generator, "data": to_jsonable(cfg.data),
-            "config": to_jsonable(generator_config(cfg.generator, cfg.config))}
+def resolved(cfg: GeneratorRunConfig, images: int) -> dict[str, Any]:
+    """The run's settings as config.json records them, with the training length fixed for `images` images."""
+    gen_cfg = generator_config(cfg.generator, cfg.config)
+    if gen_cfg.steps is None:
+        gen_cfg = replace(gen_cfg, steps=rule_steps(gen_cfg, images))
+    return {"generator": cfg.generator, "data": to_jsonable(cfg.data), "config": to_jsonable(gen_cfg)}
 
 
 def train_generator(cfg: GeneratorRunConfig, out: str | Path, resume: bool = False) -> dict[str, Any]:
     """Train into run folder `out`: config.json, log.txt, metrics.jsonl, checkpoint, samples/*.png and,
     at the end, generator.json + generator.safetensors (what `generator sample` loads)."""
     run = Run(out, resume=resume)
-    settings = resolved(cfg)
+    splits = load_data(cfg.data)
+    settings = resolved(cfg, len(splits.train))
     if resume:
         check_resume_matches(run, settings, RESUMABLE_CHANGES, "steps and sampling-only settings")
     run.write_config(settings)
-    splits = load_data(cfg.data)
     run.log(f"{cfg.generator} on {splits.train.describe()}")
     gen = build_generator(cfg.generator, settings["config"], splits.train)
     summary = gen.fit(splits.train, run, resume=resume)

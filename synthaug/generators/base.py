@@ -23,7 +23,10 @@ WEIGHTS_FILE = "generator.safetensors"
 class GeneratorConfig:
     """Fields every generator shares; each generator extends this with its own."""
 
-    steps: int = 2000  # optimiser steps (of the generator, for GANs)
+    steps: int | None = None  # optimiser steps (of the generator, for GANs); None: the rule below
+    epochs: float = 20.0  # rule: steps = epochs x images / batch_size, kept within [min_steps, max_steps]
+    min_steps: int = 1500  # rule: at least this many steps (200 images: 1,500, the demo's measured cgan budget)
+    max_steps: int = 20000  # rule: at most this many (the cgan's CAS on 60,000 images levelled off by 20k, docs/generators.md)
     batch_size: int = 64  # real images per step
     lr: float = 2e-4  # learning rate
     checkpoint_every: int = 500  # steps between checkpoints (resume continues from the last)
@@ -36,13 +39,25 @@ class GeneratorConfig:
     seed: int = 0  # seeds initialisation, batches, noise
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "checkpoint_every", "sample_every", "log_every"):
+        for name in ("batch_size", "checkpoint_every", "sample_every", "log_every", "min_steps", "max_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{type(self).__name__}.{name} must be >= 1, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"{type(self).__name__}.steps must be >= 1, got {self.steps}")
+        if self.min_steps > self.max_steps or self.epochs <= 0:
+            raise ValueError(f"{type(self).__name__}: need epochs > 0 and min_steps <= max_steps, got {self.epochs}, "
+                             f"{self.min_steps}, {self.max_steps}")
         if self.snapshot_every < 0:
             raise ValueError(f"{type(self).__name__}.snapshot_every must be >= 0, got {self.snapshot_every}")
         if self.lr <= 0:
             raise ValueError(f"{type(self).__name__}.lr must be > 0, got {self.lr}")
+
+
+def rule_steps(cfg: GeneratorConfig, images: int) -> int:
+    """The default training length: `epochs` passes over `images`, within [min_steps, max_steps]."""
+    import math
+
+    return min(cfg.max_steps, max(cfg.min_steps, math.ceil(cfg.epochs * images / cfg.batch_size)))
 
 
 class Generator:
