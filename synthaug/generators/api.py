@@ -68,13 +68,14 @@ def train_generator(cfg: GeneratorRunConfig, out: str | Path, resume: bool = Fal
     at the end, generator.json + generator.safetensors (what `generator sample` loads)."""
     run = Run(out, resume=resume)
     splits = load_data(cfg.data)
-    settings = resolved(cfg, len(splits.train))
+    settings = resolved(cfg, len(splits.train) + (len(splits.unlabelled) if splits.unlabelled is not None else 0))
     if resume:
         check_resume_matches(run, settings, RESUMABLE_CHANGES, "steps and sampling-only settings")
     run.write_config(settings)
-    run.log(f"{cfg.generator} on {splits.train.describe()}")
+    pool = f" + {len(splits.unlabelled)} unlabelled images" if splits.unlabelled is not None else ""
+    run.log(f"{cfg.generator} on {splits.train.describe()}{pool}")
     gen = build_generator(cfg.generator, settings["config"], splits.train)
-    summary = gen.fit(splits.train, run, resume=resume)
+    summary = gen.fit(splits.train, run, resume=resume, unlabelled=splits.unlabelled)
     gen.save(run.path)
     run.write_json("summary.json", summary)
     run.log(f"done: {summary}")

@@ -79,8 +79,10 @@ class Generator:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def fit(self, data: ImageDataset, run: Run | None = None, resume: bool = False) -> dict[str, Any]:
-        """Train on `data` (uint8 images, int64 labels); write checkpoints, losses and grids into `run`."""
+    def fit(self, data: ImageDataset, run: Run | None = None, resume: bool = False,
+            unlabelled: Any = None) -> dict[str, Any]:
+        """Train on `data` (uint8 images, int64 labels); write checkpoints, losses and grids into `run`.
+        `unlabelled` (UnlabelledImages): extra images without labels, for generators that can use them."""
         raise NotImplementedError
 
     def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256) -> torch.Tensor:

@@ -30,6 +30,7 @@ class DiffusionConfig(GeneratorConfig):
     num_train_timesteps: int = 1000  # diffusion steps of the training noise schedule
     beta_schedule: Literal["linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"  # noise schedule (cosine: better at small sizes)
     label_dropout: float = 0.1  # chance a training label becomes the null class (classifier-free guidance)
+    labelled_share: float = 0.25  # with an unlabelled pool: share of each batch drawn from the labelled images
     guidance_scale: float = 2.0  # sampling: 1 = purely conditional, > 1 = stronger class fidelity, less diversity
     sampler: Literal["ddim", "dpm++"] = "ddim"  # DDIM (eta 0) or DPM-Solver++ (2nd order multistep; best once well trained)
     sampling_steps: int = 20  # denoising steps (network evaluations, doubled when guidance_scale != 1)
@@ -49,6 +50,8 @@ class DiffusionConfig(GeneratorConfig):
             raise ValueError(f"{name}.beta_schedule must be linear or squaredcos_cap_v2, got {self.beta_schedule!r}")
         if self.sampler not in ("ddim", "dpm++"):
             raise ValueError(f"{name}.sampler must be ddim or dpm++, got {self.sampler!r}")
+        if not 0 < self.labelled_share <= 1:
+            raise ValueError(f"{name}.labelled_share must be in (0, 1], got {self.labelled_share}")
         if not 0 <= self.label_dropout < 1:
             raise ValueError(f"{name}.label_dropout must be in [0, 1), got {self.label_dropout}")
         if self.guidance_scale < 0:

@@ -1,0 +1,134 @@
+"""The unlabelled pool: what it holds, that its true labels never reach training, semi-supervised diffusion
+batches, and pseudo-labels that come from the teacher alone."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from synthaug.config import ConfigError
+from synthaug.data import DataConfig, DatasetError, ImageDataset, UnlabelledImages, load_data
+from synthaug.generators.api import build_generator
+
+
+def _rows(images: torch.Tensor) -> set:
+    return {tuple(x.flatten().tolist()) for x in images}
+
+
+def test_rest_is_every_training_image_outside_the_labelled_subset_without_labels():
+    full = load_data(DataConfig("digits"))
+    splits = load_data(DataConfig("digits", per_class=10, unlabelled="rest", seed=3))
+    assert len(splits.train) == 100 and len(splits.unlabelled) == len(full.train) - 100
+    assert [f.name for f in dataclasses.fields(UnlabelledImages)] == ["images", "name", "provenance"]  # no labels field
+    everything = torch.cat([splits.train.images, splits.unlabelled.images])
+    assert sorted(map(tuple, everything.flatten(1).tolist())) == sorted(map(tuple, full.train.images.flatten(1).tolist()))
+    assert torch.equal(splits.train.images, load_data(DataConfig("digits", per_class=10, seed=3)).train.images)
+    some = load_data(DataConfig("digits", per_class=10, unlabelled=50, seed=3)).unlabelled
+    assert len(some) == 50 and _rows(some.images) <= _rows(splits.unlabelled.images)
+    with pytest.raises(DatasetError, match="unlabelled=5000"):
+        load_data(DataConfig("digits", per_class=10, unlabelled=5000))
+    with pytest.raises(ConfigError, match="unlabelled"):
+        from synthaug.config import from_dict
+
+        from_dict(DataConfig, {"dataset": "digits", "unlabelled": 0})
+
+
+def test_folder_unlabelled_subfolder_is_a_pool_not_a_class(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for folder, n in (("cats", 6), ("dogs", 6), ("unlabelled", 9)):
+        (tmp_path / folder).mkdir()
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(tmp_path / folder / f"{i}.png")
+    splits = load_data(DataConfig(f"folder:{tmp_path}", image_size=12, per_class=3, unlabelled="rest"))
+    assert splits.train.class_names == ["cats", "dogs"]
+    # 12 labelled files: 2 held out for test, 10 train, 6 of them labelled -> 4 + the 9 unlabelled files
+    assert len(splits.test) == 2 and len(splits.unlabelled) == 4 + 9
+    plain = load_data(DataConfig(f"folder:{tmp_path}", image_size=12))
+    assert plain.unlabelled is None and plain.train.class_names == ["cats", "dogs"]
+
+
+def _tiny_diffusion(data: ImageDataset, **overrides):
+    settings = {"block_out_channels": [8, 16], "sampling_steps": 2, "num_train_timesteps": 50, "steps": 6,
+                "batch_size": 40, "progress": False, "log_every": 3, "sample_every": 6, "checkpoint_every": 6,
+                "precision": "fp32", "device": "cpu", **overrides}
+    return build_generator("diffusion", settings, data)
+
+
+def test_semi_supervised_batches_give_the_labelled_images_a_fixed_share(monkeypatch):
+    splits = load_data(DataConfig("digits", per_class=5, unlabelled="rest"))
+    gen = _tiny_diffusion(splits.train, labelled_share=0.25, label_dropout=0.0)
+    seen = []
+    original = gen.noise_prediction_loss
+
+    def record(x0, y, t, noise):
+        seen.append(y.clone())
+        return original(x0, y, t, noise)
+
+    monkeypatch.setattr(gen, "noise_prediction_loss", record)
+    gen.fit(splits.train, unlabelled=splits.unlabelled)
+    y = torch.cat(seen)
+    labelled = y != gen.null_class
+    assert abs(float(labelled.float().mean()) - 0.25) < 0.08  # 240 draws at p 0.25 (50 labelled among 1,797)
+    assert set(y[labelled].tolist()) <= set(range(10))
+    cgan = build_generator("cgan", {"g_width": 8, "d_width": 8, "steps": 1, "progress": False}, splits.train)
+    with pytest.raises(ConfigError, match="cannot train on unlabelled"):
+        cgan.fit(splits.train, unlabelled=splits.unlabelled)
+
+
+def test_pool_labels_never_reach_training(monkeypatch):
+    """Scramble the true labels of every pool image after the labelled subset is drawn: the pool, the
+    semi-supervised generator and the pseudo-labels stay bit-identical."""
+    import synthaug.data.registry as registry
+    from synthaug.synthetic.pseudo_label import pseudo_label
+    from synthaug.training.classify import new_classifier
+    from synthaug.training.config import TrainConfig
+    from synthaug.training.loop import TrainData, fit
+
+    def outcome():
+        splits = load_data(DataConfig("digits", per_class=5, unlabelled="rest", seed=1))
+        gen = _tiny_diffusion(splits.train)
+        gen.fit(splits.train, unlabelled=splits.unlabelled)
+        cfg = TrainConfig(steps=5, batch_size=16, recipe="none", progress=False)
+        teacher = new_classifier(splits.train, cfg)
+        fit(teacher, TrainData(splits.train), cfg)
+        pseudo = pseudo_label(teacher, splits.unlabelled, splits.train.class_names, tau=0.0)
+        return splits.unlabelled.images, gen.state_dict(), pseudo.labels
+
+    clean = outcome()
+    real_subset = registry.subset_train
+
+    def scrambling_subset(tagged, cfg):
+        labelled = real_subset(tagged, cfg)
+        pool = torch.ones(len(tagged), dtype=torch.bool)
+        pool[labelled.scores["_row"]] = False
+        rows = pool.nonzero().squeeze(1)
+        tagged.labels[rows] = tagged.labels[rows][torch.randperm(len(rows), generator=torch.Generator().manual_seed(9))]
+        tagged.labels[rows] = (tagged.labels[rows] + 3) % tagged.num_classes
+        return labelled
+
+    monkeypatch.setattr(registry, "subset_train", scrambling_subset)
+    scrambled = outcome()
+    assert torch.equal(clean[0], scrambled[0])
+    assert all(torch.equal(v, scrambled[1][k]) for k, v in clean[1].items())
+    assert torch.equal(clean[2], scrambled[2])
+
+
+def test_pseudo_labels_are_the_teachers_confident_predictions():
+    from synthaug.synthetic.pseudo_label import pseudo_label
+    from synthaug.training.loop import predict_proba
+    from synthaug.training.config import TrainConfig
+
+    g = torch.Generator().manual_seed(0)
+    pool = UnlabelledImages(torch.randint(0, 256, (50, 1, 8, 8), generator=g, dtype=torch.uint8))
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    probs = torch.from_numpy(predict_proba(teacher, pool.images, TrainConfig(device="cpu", tta_flip=False)))
+    tau = float(probs.max(1).values.median())
+    out = pseudo_label(teacher, pool, ["a", "b", "c"], tau=tau)
+    keep = probs.max(1).values >= tau
+    assert torch.equal(out.labels, probs.argmax(1)[keep]) and torch.equal(out.images, pool.images[keep])
+    assert torch.allclose(out.scores["confidence"], probs.max(1).values[keep])
+    top = pseudo_label(teacher, pool, ["a", "b", "c"], tau=0.0, max_images=5)
+    assert len(top) == 5 and float(top.scores["confidence"].min()) >= float(probs.max(1).values.sort(descending=True).values[4])
