@@ -421,8 +421,10 @@ def test_cifar10_animals_sd_config_runs_end_to_end(tiny_model, tmp_path):
     generator = raw["generators"][0]
     generator["config"].update(model=str(tiny_model), variant=None, size=32, sampling_steps=2, generation_batch_size=16,
                                progress=False)
+    # the config's generator, data and kinds as shipped; its resnet18 swapped for small-cnn (4x faster here)
     cfg, _ = _shipped("cifar10-animals-sd.yaml", data={"data_root": str(tmp_path / "cifar"), "download": False, "per_class": 3},
-                      generators=[generator], synthetic={"per_class": 2}, **TINY_RUN)
+                      generators=[generator], synthetic={"per_class": 2},
+                      **{**TINY_RUN, "classifier": {**TINY_RUN["classifier"], "model": "small-cnn", "optimizer": "adamw", "lr": 1e-3}})
     summary = run_experiment(cfg, tmp_path / "out")
     assert "train sd-text / test real (TSTR)" in summary["transfer"]["arms"]
     assert "real + classical + sd-text (add)" in summary["compare"]["arms"]

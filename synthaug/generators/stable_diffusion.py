@@ -131,7 +131,8 @@ def resolve_model(model: str, revision: str | None = None, variant: str | None =
     path = Path(model).expanduser()
     if path.exists() or _looks_like_path(model):
         if not path.is_dir():
-            raise PretrainedModelError(f"model folder {model} does not exist; pass --set model= a folder saved with "
+            what = "is a file, not a folder" if path.exists() else "does not exist"
+            raise PretrainedModelError(f"model folder {model} {what}; pass --set model= a folder saved with "
                                        f"pipeline.save_pretrained(FOLDER), or a hub id such as {DEFAULT_MODEL}")
         if not (path / "model_index.json").is_file():
             raise PretrainedModelError(f"{model} is not a diffusers pipeline folder (no model_index.json); point --set model= "
@@ -345,7 +346,8 @@ class StableDiffusionGenerator(Generator):
         return resolved
 
     def text_pipeline(self) -> Any:
-        """The loaded text-to-image pipeline (cached on the generator)."""
+        """The loaded text-to-image pipeline (cached on the generator). The first load records which model it was
+        (model_info, saved in generator.json); later loads warn if the model has changed since."""
         if self._pipe is None:
             resolved = self.resolved_model()
             start = time.perf_counter()
@@ -429,7 +431,7 @@ class StableDiffusionGenerator(Generator):
         self.check_data(data)
         start = time.perf_counter()
         self.class_prompts = resolve_prompts(self.cfg.prompts, self.cfg.prompt_file, self.class_names)
-        self.model_info = None
+        self._pipe, self.model_info = None, None  # (re)load: this fit records the model it used
         self.text_pipeline()
         if run is not None:
             run.log(f"{self.name}: model {self.model_info}; prompts {self.class_prompts}")

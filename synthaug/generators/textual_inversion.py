@@ -26,7 +26,7 @@ from torch import nn
 from synthaug.generators.stable_diffusion import explain_out_of_memory, fill_prompt, to_rgb_float
 from synthaug.runs import Run
 
-CHECKPOINT = "textual_inversion_checkpoint.safetensors"
+CHECKPOINT = "checkpoint.safetensors"  # the name every generator run uses (experiments resume from it)
 EVAL_IMAGES = 8  # images in the fixed batch behind ti_eval_loss
 
 
