@@ -287,6 +287,10 @@ def test_sd_text_cli_fit_sample_and_synth_make(tiny_model, tmp_path, capsys):
     assert main(["synth", "make", "--generator-run", str(run), "--per-class", "3", "--seed", "5", "--batch-size", "2",
                  "--out", str(again)]) == 0
     assert same_up_to_rounding(read_synthetic(out).images, read_synthetic(again).images)  # same seed, other batch size
+    drawings = tmp_path / "synth-drawings"  # prompts are a sampling setting too
+    assert main(["synth", "make", "--generator-run", str(run), "--per-class", "1", "--set", 'prompts=["a drawing of a {name}"]',
+                 "--out", str(drawings)]) == 0
+    assert json.loads((drawings / "manifest.json").read_text())["per_image"]["prompt"] == ["a drawing of a 0", "a drawing of a 1"]
 
 
 def test_sd_img2img_cli_makes_m_variations_per_image_from_the_run_folder_alone(tiny_model, tmp_path, monkeypatch):
@@ -405,9 +409,8 @@ TINY_RUN = {"seeds": [0], "classifier": {"steps": 3, "batch_size": 8},
 def _shipped(name: str, **overrides):
     from pathlib import Path
 
-    from synthaug.config import load_yaml, merge
+    from synthaug.config import from_dict, load_yaml, merge
     from synthaug.experiments import ExperimentConfig
-    from synthaug.config import from_dict
 
     raw = load_yaml(Path(__file__).parent.parent / "configs" / name)
     return from_dict(ExperimentConfig, merge(raw, overrides)), raw

@@ -1,4 +1,4 @@
-"""Random-weight Stable Diffusion pipelines built from configs, with no download: for tests (`tiny`, 6.5 MB,
+"""Random-weight Stable Diffusion pipelines built from configs, with no download: for tests (`tiny`, 8 MB on disk,
 well under a second per image on a CPU), and for speed and memory benchmarks at the real size (`sd15`: the
 UNet, VAE and text-encoder shapes of Stable Diffusion 1.5, 1.07 B parameters). Their images are noise; their
 cost is the real one.

@@ -367,6 +367,8 @@ class StableDiffusionGenerator(Generator):
         self.device = resolve_device(self.cfg.device)
         if any(getattr(self.cfg, k) != v for k, v in before.items()):
             self._pipe = None  # reload with the new model / placement at the next sample
+        if {"prompts", "prompt_file"} & set(settings):
+            self.class_prompts = None  # resolved again from the new templates / file at the next sample
 
     # -- prompts and plans ------------------------------------------------------------------------------
     def prompt_name(self, class_name: str) -> str:

@@ -17,7 +17,6 @@ with torchvision's VGG-19. VGG weights come from torchvision's cache (downloaded
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +33,6 @@ from synthaug.generators.stable_diffusion import (LEAKAGE_WARNING, PretrainedMod
                                                   to_dataset_images, to_rgb_float)
 from synthaug.runs import Run
 from synthaug.utils import resolve_device
-
-log = logging.getLogger(__name__)
 
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
 VGG_LAYERS = {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu4_2": 22, "relu5_1": 29}  # index in vgg19().features
