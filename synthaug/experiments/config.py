@@ -23,6 +23,8 @@ class GeneratorSpec:
 @dataclass
 class SyntheticSpec:
     per_class: int = 500  # synthetic images per class kept after filtering
+    per_image: int | None = None  # generators that vary real images (sd-img2img, style-transfer): images per real
+    #   image, replacing per_class (DA-Fusion: 10; the Stevens report: 3)
     filters: list[str] = field(default_factory=list)  # e.g. confidence:tau=0.5
     oversample: float = 1.5  # candidates per round as a multiple of what is missing
     batch_size: int = 256  # images per generator call

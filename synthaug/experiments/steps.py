@@ -98,19 +98,33 @@ def make_synthetic_set(cache: StepCache, generator_dir: Path, spec: SyntheticSpe
     """Sample + filter (or reuse) a synthetic set from a trained generator."""
     from synthaug.synthetic import SynthConfig, make_synthetic
 
+    per_image = spec.per_image if counts is None and per_class is None and _varies_real_images(generator_dir) else None
     cfg = SynthConfig(generator_run=str(generator_dir), per_class=per_class or spec.per_class, filters=list(spec.filters),
                       oversample=spec.oversample, batch_size=spec.batch_size, seed=seed, device=_device(device), counts=counts,
-                      progress=False)
-    key = {"generator": generator_dir.name, "config": {**to_jsonable(cfg), "generator_run": None}}
+                      progress=False, per_image=per_image)
+    key_config = {**to_jsonable(cfg), "generator_run": None}
+    for name, default in (("mode", "auto"), ("per_image", None)):  # absent at their defaults: the cache keys of sets
+        if key_config[name] == default:                            # made before these fields existed stay valid
+            del key_config[name]
+    key = {"generator": generator_dir.name, "config": key_config}
     folder = cache.folder("synthetic", generator_dir.name.split("-")[0], key)
     if (info := cache.done(folder)) is not None:
         cache.reused.append(str(folder))
         return folder, info
-    cache.begin(folder, f"sampling {sum(counts.values())} images" if counts else f"sampling {cfg.per_class} images per class")
+    what = (f"{sum(counts.values())} images" if counts else f"{per_image} images per real image" if per_image
+            else f"{cfg.per_class} images per class")
+    cache.begin(folder, f"sampling {what}")
     start = time.perf_counter()
     make_synthetic(cfg, folder, real=real)
     seconds = time.perf_counter() - start
     return folder, cache.finish(folder, {"seconds": seconds})
+
+
+def _varies_real_images(generator_dir: Path) -> bool:
+    """Whether the generator in `generator_dir` makes variations of real images (then per_image applies)."""
+    from synthaug.generators import GENERATORS, read_spec
+
+    return GENERATORS.resolve(read_spec(generator_dir)["generator"])[0].takes_sources == "required"
 
 
 def train_classifier(cache: StepCache, label: str, splits: DatasetSplits, cfg: TrainConfig,

@@ -115,13 +115,6 @@ class TrainableGenerator(Generator):
     def health_monitor(self) -> HealthMonitor | None:
         return None
 
-    def check_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        labels = torch.as_tensor(labels, dtype=torch.int64).flatten()
-        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            raise ValueError(f"labels must be in [0, {self.num_classes - 1}] for classes {self.class_names}, "
-                             f"got {int(labels.min())}..{int(labels.max())}")
-        return labels
-
     @property
     def stop_on_unhealthy(self) -> bool:
         return False

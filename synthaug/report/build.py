@@ -86,6 +86,7 @@ class ReportBuilder:
         self.add(Heading(f"synthaug report: {meta.get('name', 'experiment')}", 1))
         if meta.get("notice"):
             self.add(Para(meta["notice"]))
+        self.leakage()
         data = self.config.get("resolved_data", {})
         regime = ", ".join(f"{k}={v}" for k, v in data.items() if k in ("per_class", "fraction", "imbalance_ratio") and v is not None)
         self.add(Para(f"Dataset **{meta.get('dataset')}** ({regime or 'full training set'}); classifier "
@@ -102,6 +103,17 @@ class ReportBuilder:
         return self.out / "report.md", self.out / "report.html"
 
     # --- sections ---------------------------------------------------------------------------------------
+    def leakage(self) -> None:
+        """The warning of synthetic sets from pretrained models, at the top: they may have seen the test set."""
+        warned: dict[str, str] = {}
+        for name, per_seed in self.artefacts.get("synthetic", {}).items():
+            for entry in per_seed.values():
+                manifest = Path(entry["dir"]) / "manifest.json"
+                if manifest.is_file() and (text := json.loads(manifest.read_text()).get("leakage_warning")):
+                    warned[name] = text
+        if warned:
+            self.add(Para(f"**Leakage warning** (synthetic sets {', '.join(sorted(warned))}): {next(iter(warned.values()))}."))
+
     def compare(self) -> None:
         entry = self.summary.get("compare")
         if not entry:
