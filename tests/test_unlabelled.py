@@ -132,3 +132,49 @@ def test_pseudo_labels_are_the_teachers_confident_predictions():
     assert torch.allclose(out.scores["confidence"], probs.max(1).values[keep])
     top = pseudo_label(teacher, pool, ["a", "b", "c"], tau=0.0, max_images=5)
     assert len(top) == 5 and float(top.scores["confidence"].min()) >= float(probs.max(1).values.sort(descending=True).values[4])
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpm++"])
+def test_diffusion_variations_start_at_the_source_and_move_away_with_strength(sampler):
+    src = torch.randint(0, 256, (20, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(20) % 2
+    distance = {}
+    for strength in (0.0, 0.25, 0.5, 1.0):
+        gen = build_generator("diffusion", {"block_out_channels": [8, 16], "sampling_steps": 8, "num_train_timesteps": 100,
+                                            "progress": False, "strengths": [strength], "sampler": sampler},
+                              ImageDataset(src, labels, ["a", "b"]))
+        out = gen.sample(labels, seed=0, sources=src)
+        distance[strength] = float((out.int() - src.int()).abs().float().mean())
+        if strength == 0.0:
+            assert torch.equal(out, src)  # no denoising step: the source itself
+        other_batch = gen.sample(labels, seed=0, sources=src, batch_size=3)
+        # the batch size changes only float rounding inside the network: at most one grey level, on few pixels
+        assert (out.int() - other_batch.int()).abs().max() <= 1 and (out != other_batch).float().mean() < 0.01
+    assert distance[0.0] < distance[0.25] < distance[0.5] and distance[0.25] < distance[1.0]
+
+
+def test_synth_make_variations_of_a_semi_supervised_diffusion_link_each_image_to_its_source(tmp_path):
+    import json
+
+    from synthaug.cli.main import main
+    from synthaug.synthetic import read_synthetic
+
+    run = tmp_path / "diff"
+    assert main(["generator", "fit", "--dataset", "digits", "--per-class", "3", "--classes", "0,1,2", "--unlabelled", "60",
+                 "--generator", "diffusion", "--steps", "3", "--batch-size", "16", "--set", "block_out_channels=[8,16]",
+                 "--set", "num_train_timesteps=50", "--set", "sampling_steps=4", "--no-progress", "--out", str(run)]) == 0
+    out = tmp_path / "var"
+    assert main(["synth", "make", "--generator-run", str(run), "--mode", "variations", "--per-image", "2",
+                 "--strength", "0,0.5", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    ds = read_synthetic(out)
+    train = load_data(DataConfig("digits", per_class=3, classes=["0", "1", "2"], unlabelled=60)).train
+    assert len(ds) == 18 and ds.class_counts() == [6, 6, 6]
+    details = manifest["per_image"]
+    sources, strengths = details["source_index"], details["strength"]
+    assert sorted(sources) == sorted(list(range(9)) * 2)  # every labelled image varied twice
+    for img, label, src, strength in zip(ds.images, ds.labels, sources, strengths):
+        assert int(train.labels[src]) == int(label)
+        if strength == 0.0:
+            assert torch.equal(img, train.images[src])
+    assert {0.0, 0.5} == set(strengths)
