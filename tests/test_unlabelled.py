@@ -2,6 +2,7 @@
 batches, and pseudo-labels that come from the teacher alone."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,3 +179,37 @@ def test_synth_make_variations_of_a_semi_supervised_diffusion_link_each_image_to
         if strength == 0.0:
             assert torch.equal(img, train.images[src])
     assert {0.0, 0.5} == set(strengths)
+
+
+def test_unlabelled_experiment_runs_every_arm_and_reports_the_strength_curve(tmp_path):
+    import json
+
+    from helpers import tiny_config
+    from synthaug.experiments import run_experiment
+
+    diffusion = {"steps": 4, "batch_size": 16, "block_out_channels": [8, 16], "num_train_timesteps": 50,
+                 "sampling_steps": 4, "sample_every": 4, "checkpoint_every": 4, "log_every": 2}
+    cfg = tiny_config(kinds=["unlabelled"], seeds=[0, 1],
+                      data={"dataset": "digits", "per_class": 6, "classes": ["0", "1", "7"], "unlabelled": 90},
+                      generators=[{"name": "semi", "generator": "diffusion", "unlabelled": True, "config": diffusion},
+                                  {"name": "small", "generator": "diffusion", "config": diffusion}],
+                      unlabelled={"strengths": [0.5, 1.0], "per_image": [2], "pseudo_label_tau": 0.0,
+                                  "pseudo_label_max": 40})
+    summary = run_experiment(cfg, tmp_path)
+    arms = set(summary["unlabelled"]["arms"])
+    assert arms == {"real + classical augmentation (baseline)", "real + pseudo-labelled pool",
+                    "semi (pool + labelled) variations t=0.5 M=2", "semi (pool + labelled) variations t=1 M=2",
+                    "small (labelled only) variations t=0.5 M=2", "small (labelled only) variations t=1 M=2",
+                    "semi (pool + labelled) class samples"}
+    artefacts = json.loads((tmp_path / "artefacts.json").read_text())
+    assert artefacts["pseudo_label"]["0"]["kept"] == 40 and artefacts["pseudo_label"]["0"]["pool"] == 90
+    assert artefacts["generators"]["semi"]["0"]["unlabelled_images"] == 90
+    assert artefacts["generators"]["small"]["0"]["unlabelled_images"] == 0
+    variation_set = artefacts["synthetic"]["semi-var-t0.5-m2"]["0"]["dir"]
+    manifest = json.loads((Path(variation_set) / "manifest.json").read_text())
+    assert sorted(manifest["per_image"]["source_index"]) == sorted(list(range(18)) * 2)
+    assert set(manifest["per_image"]["strength"]) == {0.5}
+    md = (tmp_path / "report.md").read_text()
+    assert "Unlabelled pool" in md and (tmp_path / "figures" / "accuracy-vs-strength.png").is_file()
+    assert (tmp_path / "figures" / "variations-semi.png").stat().st_size > 500
+    assert "real + pseudo-labelled pool" in summary["unlabelled"]["worse"]  # real-only arm: never "synthetic hurts"

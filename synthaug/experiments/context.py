@@ -133,18 +133,19 @@ class Experiment:
         data_cfg = self.data_cfg(seed, **(data_overrides or {}))
         gen_seed = seed if self.cfg.vary_subset else self.data.seed
         folder, info = steps.fit_generator(self.cache, spec, data_cfg, splits.train, gen_seed, self.cfg.device,
-                                           overrides=gen_overrides, label=label)
+                                           overrides=gen_overrides, label=label,
+                                           unlabelled=splits.unlabelled if spec.unlabelled else None)
         self.artefacts["generators"].setdefault(label or spec.name, {})[str(seed)] = {"dir": str(folder), **info}
         return folder
 
     def synthetic(self, spec: GeneratorSpec, seed: int, splits: DatasetSplits, generator_dir: Path,
                   counts: dict[str, int] | None = None, sample_seed: int | None = None, per_class: int | None = None,
-                  label: str | None = None) -> ImageDataset:
+                  label: str | None = None, variations: dict[str, Any] | None = None) -> ImageDataset:
         from synthaug.synthetic import read_synthetic
 
         folder, info = steps.make_synthetic_set(self.cache, generator_dir, self.cfg.synthetic,
                                                 seed if sample_seed is None else sample_seed, self.cfg.device,
-                                                splits.train, counts=counts, per_class=per_class)
+                                                splits.train, counts=counts, per_class=per_class, variations=variations)
         ds = read_synthetic(folder)
         entry = self.artefacts["synthetic"].setdefault(label or spec.name, {})
         entry.setdefault(str(seed), {"dir": str(folder), "images": len(ds), **info})
