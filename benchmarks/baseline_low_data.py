@@ -36,10 +36,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES))
     parser.add_argument("--model", default="small-cnn")
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, nargs="+", default=[600], help="one or more training lengths")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="runs/baseline_low_data.json")
     args = parser.parse_args()
 
@@ -52,22 +54,25 @@ def main() -> None:
     for seed in args.seeds:
         splits = load_data(DataConfig(args.dataset, per_class=args.per_class, seed=seed))
         for name in args.recipes:
-            cfg = TrainConfig(model=args.model, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                              weight_decay=args.weight_decay, progress=False, seed=seed, **RECIPES[name])
-            model = new_classifier(splits.train, cfg)
-            start = time.perf_counter()
-            fit(model, TrainData(splits.train), cfg)
-            metrics, _ = evaluate(model, splits.test, cfg)
-            rows.append({"recipe": name, "seed": seed, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
-                         "seconds": time.perf_counter() - start})
-            print(json.dumps(rows[-1]), flush=True)
+            for steps in args.steps:
+                cfg = TrainConfig(model=args.model, recipe="none", steps=steps, batch_size=args.batch_size, lr=args.lr,
+                                  weight_decay=args.weight_decay, progress=False, seed=seed, precision=args.precision,
+                                  threads=args.threads, **RECIPES[name])
+                model = new_classifier(splits.train, cfg)
+                start = time.perf_counter()
+                fit(model, TrainData(splits.train), cfg)
+                metrics, _ = evaluate(model, splits.test, cfg)
+                rows.append({"recipe": name, "steps": steps, "seed": seed, "accuracy": metrics["accuracy"],
+                             "macro_f1": metrics["macro_f1"], "seconds": time.perf_counter() - start})
+                print(json.dumps(rows[-1]), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
-    print(f"\n{'recipe':<28} {'mean':>7} {'95% CI':>17}  n")
+    print(f"\n{'recipe':<40} {'steps':>6} {'mean':>7} {'95% CI':>17}  n")
     for name in args.recipes:
-        acc = np.array([r["accuracy"] for r in rows if r["recipe"] == name])
-        half = stats.t.ppf(0.975, len(acc) - 1) * acc.std(ddof=1) / np.sqrt(len(acc)) if len(acc) > 1 else float("nan")
-        print(f"{name:<28} {acc.mean():7.4f} [{acc.mean() - half:.4f}, {acc.mean() + half:.4f}]  {len(acc)}")
+        for steps in args.steps:
+            acc = np.array([r["accuracy"] for r in rows if r["recipe"] == name and r["steps"] == steps])
+            half = stats.t.ppf(0.975, len(acc) - 1) * acc.std(ddof=1) / np.sqrt(len(acc)) if len(acc) > 1 else float("nan")
+            print(f"{name:<40} {steps:>6} {acc.mean():7.4f} [{acc.mean() - half:.4f}, {acc.mean() + half:.4f}]  {len(acc)}")
 
 
 if __name__ == "__main__":

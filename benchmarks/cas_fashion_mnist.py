@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-CLASSIFIER = dict(model="small-cnn", epochs=10, batch_size=256, augment=["flip"], lr=3e-3, progress=False)
+CLASSIFIER = dict(model="small-cnn", recipe="plain", epochs=10, min_steps=1, batch_size=256, augment=["flip"], lr=3e-3,
+                  progress=False)
 
 
 def classifier_config(seed: int) -> "TrainConfig":  # noqa: F821

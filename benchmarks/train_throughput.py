@@ -64,9 +64,9 @@ def synthaug_loop(train, model_name: str, steps: int, batch_size: int, seed: int
     from synthaug.training.config import TrainConfig
     from synthaug.training.loop import TrainData, fit
 
-    warm = TrainConfig(model=model_name, steps=5, batch_size=batch_size, progress=False, seed=seed)
+    warm = TrainConfig(model=model_name, recipe="plain", steps=5, batch_size=batch_size, progress=False, seed=seed)
     fit(new_classifier(train, warm), TrainData(train), warm)
-    cfg = TrainConfig(model=model_name, steps=steps - 5, batch_size=batch_size, progress=False, seed=seed,
+    cfg = TrainConfig(model=model_name, recipe="plain", steps=steps - 5, batch_size=batch_size, progress=False, seed=seed,
                       augment=["flip", "crop"], crop_padding=2, precision=precision)
     summary = fit(new_classifier(train, cfg), TrainData(train), cfg)
     return summary["images_per_second"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -78,7 +79,9 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str | None = Non
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
+        hints = [f"{k!r} -> did you mean {close[0]!r}?" for k in unknown if (close := difflib.get_close_matches(k, names, n=1))]
+        hint = f" ({'; '.join(hints)})" if hints else ""
+        raise ConfigError(f"{where}: unknown key(s) {unknown}{hint}; valid keys: {sorted(names)}")
     kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)

@@ -24,6 +24,34 @@ def next_run_dir(parent: str | Path, prefix: str = "") -> Path:
     return parent / name
 
 
+def resume_differences(saved: Any, now: dict[str, Any], resumable: set[str], prefix: str = "") -> list[str]:
+    """'section.key (old -> new)' for every setting in `now` that differs from `saved`; keys named in
+    `resumable` (at any depth) may change. Keys only in `saved` (version, platform, ...) are ignored."""
+    diffs = []
+    for key, value in now.items():
+        if key in resumable:
+            continue
+        old = saved.get(key) if isinstance(saved, dict) else None
+        if isinstance(value, dict) and isinstance(old, dict):
+            diffs += resume_differences(old, value, resumable, f"{prefix}{key}.")
+        elif old != value:
+            diffs.append(f"{prefix}{key} ({old!r} -> {value!r})")
+    return diffs
+
+
+def check_resume_matches(run: "Run", now: dict[str, Any], resumable: set[str], may_change: str) -> None:
+    """Refuse to resume a run with other settings than its config.json, naming each difference."""
+    from synthaug.config import ConfigError
+
+    path = run.file("config.json")
+    if not path.exists():
+        return
+    diffs = resume_differences(json.loads(path.read_text()), to_jsonable(now), resumable)
+    if diffs:
+        raise ConfigError(f"cannot resume {run.path}: settings differ from its config.json: {'; '.join(diffs)}. "
+                          f"Pass the same flags as the original run (only {may_change} may change), or choose another --out")
+
+
 class Run:
     """One run folder. Everything a run writes goes through here."""
 

@@ -23,3 +23,15 @@ def tiny_dataset():
     from helpers import make_tiny_dataset
 
     return make_tiny_dataset()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One tiny experiment with every kind, shared by the tests that read its files."""
+    from helpers import tiny_config
+    from synthaug.experiments import run_experiment
+
+    out = tmp_path_factory.mktemp("exp")
+    cfg = tiny_config()
+    summary = run_experiment(cfg, out)
+    return out, cfg, summary

@@ -15,3 +15,27 @@ def make_tiny_dataset(seed: int = 0, n_per: int = 40) -> ImageDataset:
         images.append(x)
         labels.append(torch.full((n_per,), c))
     return ImageDataset(torch.cat(images), torch.cat(labels), ["a", "b", "c"], name="tiny")
+
+
+def tiny_config(**overrides):
+    """A tiny experiment on three digits classes with every kind: seconds to run on one core."""
+    from synthaug.config import from_dict
+    from synthaug.experiments import ExperimentConfig
+
+    cfg = {
+        "name": "tiny",
+        "kinds": ["compare", "p-real", "transfer", "data-efficiency", "optimizers", "imbalance"],
+        "data": {"dataset": "digits", "per_class": 12, "classes": ["0", "1", "7"], "imbalance_ratio": 0.5,
+                 "minority_classes": ["7"]},
+        "seeds": [0, 1],
+        "classifier": {"model": "small-cnn", "steps": 15, "batch_size": 16, "augment": ["crop"], "eval_batch_size": 256},
+        "evaluator": {"model": "small-cnn", "steps": 20, "batch_size": 64, "augment": []},
+        "generators": [{"name": "cgan", "generator": "cgan",
+                        "config": {"steps": 6, "batch_size": 8, "g_width": 8, "d_width": 8, "sample_every": 6,
+                                   "checkpoint_every": 6, "log_every": 2}}],
+        "synthetic": {"per_class": 10},
+        "p_real_values": [0.0, 0.5, 1.0],
+        "budgets": [6, 12],
+    }
+    cfg.update(overrides)
+    return from_dict(ExperimentConfig, cfg)

@@ -231,3 +231,39 @@ def test_folder_with_train_and_test(tmp_path):
     (tmp_path / "test" / "pets").rename(root / "test")
     s = load_data(DataConfig(f"folder:{root}", image_size=8))
     assert len(s.train) == 10 and len(s.test) == 10
+
+
+@pytest.mark.parametrize("size", [7, 16, 40])  # shrink (antialiased), shrink, enlarge
+def test_resize_matches_pil_bilinear(size):
+    import numpy as np
+    from PIL import Image
+
+    from synthaug.data.transforms import resize_uint8
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (4, 3, 28, 28), generator=g, dtype=torch.uint8)
+    images[:, :, 8:20, 8:20] = 250  # structure as well as noise
+    ours = resize_uint8(images, size)
+    for img, out in zip(images, ours):
+        pil = Image.fromarray(img.permute(1, 2, 0).numpy()).resize((size, size), Image.BILINEAR)
+        ref = torch.from_numpy(np.array(pil)).permute(2, 0, 1)
+        assert (out.int() - ref.int()).abs().max() <= 1  # rounding only
+    constant = torch.full((2, 1, 28, 28), 137, dtype=torch.uint8)
+    assert torch.equal(resize_uint8(constant, size), torch.full((2, 1, size, size), 137, dtype=torch.uint8))
+
+
+def test_grey_conversion_matches_pil_convert_l_and_back():
+    import numpy as np
+    from PIL import Image
+
+    from synthaug.data.transforms import to_channels
+
+    rgb = torch.randint(0, 256, (3, 3, 12, 12), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    grey = to_channels(rgb, 1)
+    for img, out in zip(rgb, grey):
+        ref = np.asarray(Image.fromarray(img.permute(1, 2, 0).numpy()).convert("L"))
+        assert (out[0].int() - torch.from_numpy(ref).int()).abs().max() <= 1
+    back = to_channels(grey, 3)
+    assert all(torch.equal(back[:, c], grey[:, 0]) for c in range(3))
+    flat = torch.full((1, 3, 4, 4), 200, dtype=torch.uint8)
+    assert torch.equal(to_channels(flat, 1), torch.full((1, 1, 4, 4), 200, dtype=torch.uint8))

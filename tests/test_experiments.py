@@ -4,40 +4,13 @@ from pathlib import Path
 import pytest
 
 from synthaug.config import from_dict, load_yaml
+from helpers import tiny_config
 from synthaug.experiments import ExperimentConfig, load_experiment_config, run_experiment
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 SECTIONS = ["Does synthetic data help? (headline)", "Synthetic-set quality", "Samples: real vs synthetic", "Generator training",
             "Confusion matrices", "Real/synthetic mix: accuracy vs p_real", "Data efficiency", "Transfer:",
             "Class imbalance", "GAN optimisers", "Feature space: PCA", "Cost"]
-
-
-def tiny_config(**overrides) -> ExperimentConfig:
-    cfg = {
-        "name": "tiny",
-        "kinds": ["compare", "p-real", "transfer", "data-efficiency", "optimizers", "imbalance"],
-        "data": {"dataset": "digits", "per_class": 12, "classes": ["0", "1", "7"], "imbalance_ratio": 0.5,
-                 "minority_classes": ["7"]},
-        "seeds": [0, 1],
-        "classifier": {"model": "small-cnn", "steps": 15, "batch_size": 16, "augment": ["crop"], "eval_batch_size": 256},
-        "evaluator": {"model": "small-cnn", "steps": 20, "batch_size": 64, "augment": []},
-        "generators": [{"name": "cgan", "generator": "cgan",
-                        "config": {"steps": 6, "batch_size": 8, "g_width": 8, "d_width": 8, "sample_every": 6,
-                                   "checkpoint_every": 6, "log_every": 2}}],
-        "synthetic": {"per_class": 10},
-        "p_real_values": [0.0, 0.5, 1.0],
-        "budgets": [6, 12],
-    }
-    cfg.update(overrides)
-    return from_dict(ExperimentConfig, cfg)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("exp")
-    cfg = tiny_config()
-    summary = run_experiment(cfg, out)
-    return out, cfg, summary
 
 
 def test_tiny_experiment_writes_results_summary_and_full_report(tiny_run):
@@ -133,3 +106,26 @@ def test_config_errors_name_the_field():
         tiny_config(kinds=["magic"])
     with pytest.raises(ConfigError, match="unknown key"):
         from_dict(ExperimentConfig, {"nmae": "x"})
+
+
+def test_oversampling_brings_every_class_to_the_largest_with_its_own_images():
+    import torch
+
+    from synthaug.data import ImageDataset
+    from synthaug.experiments.kinds import _oversample
+
+    g = torch.Generator().manual_seed(0)
+    counts = {"a": 30, "b": 7, "c": 12}
+    labels = torch.cat([torch.full((n,), k) for k, n in enumerate(counts.values())])
+    images = torch.randint(0, 256, (len(labels), 1, 6, 6), generator=g, dtype=torch.uint8)  # every image distinct
+    train = ImageDataset(images, labels, list(counts), name="imbalanced")
+    missing = {name: 30 - n for name, n in counts.items()}
+    extra = _oversample(train, missing, seed=3)
+    assert extra.class_counts() == [0, 23, 18]
+    assert [a + b for a, b in zip(train.class_counts(), extra.class_counts())] == [30, 30, 30]
+    for img, label in zip(extra.images, extra.labels):  # each copy is a real image of its own class
+        same = (train.images == img).flatten(1).all(1).nonzero().squeeze(1)
+        assert len(same) == 1 and int(train.labels[same[0]]) == int(label)
+    again = _oversample(train, missing, seed=3)
+    assert torch.equal(again.images, extra.images)  # seeded
+    assert not torch.equal(_oversample(train, missing, seed=4).images, extra.images)

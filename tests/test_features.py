@@ -126,10 +126,16 @@ def test_reference_statistics_are_cached_by_content(trained_run, tmp_path, monke
         reference_statistics(extractor, data.images, tmp_path)
 
 
-def test_reference_features_round_trip(trained_run, tmp_path):
+def test_reference_features_round_trip(trained_run, tmp_path, monkeypatch):
     run_dir, data = trained_run
     extractor = ClassifierFeatures(run_dir)
     features, probs = reference_features(extractor, data.images[:20], tmp_path)
+    assert cache_path(tmp_path, extractor, data.images[:20], kind="features").is_file()
+
+    def no_recompute(*args, **kwargs):
+        raise AssertionError("features extracted again despite the cache")
+
+    monkeypatch.setattr(extractor, "extract", no_recompute)
     cached_features, cached_probs = reference_features(extractor, data.images[:20], tmp_path)
     np.testing.assert_array_equal(features, cached_features)
     np.testing.assert_array_equal(probs, cached_probs)

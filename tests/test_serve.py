@@ -184,7 +184,8 @@ def test_classify_gives_the_models_probabilities_for_the_image_it_saw(client, st
     expected_input = read_image(runs["data_image"], 16, 1)  # how a training image folder reads the same file
     np.testing.assert_array_equal(seen, expected_input[0])
     clf = store.classifier
-    probs = predict_proba(clf.model, torch.from_numpy(expected_input.copy())[None], TrainConfig(device="cpu"))[0]
+    probs = predict_proba(clf.model, torch.from_numpy(expected_input.copy())[None],
+                          TrainConfig(device="cpu", tta_flip=False))[0]  # the run records no TTA
     assert list(r["probabilities"]) == ["a", "b", "c"]
     np.testing.assert_allclose(list(r["probabilities"].values()), probs, atol=1e-6)
     assert r["predicted"] == ["a", "b", "c"][int(probs.argmax())] and r["format"] == "PNG"
@@ -628,6 +629,18 @@ def classify_via_api(url: str, filename: str, data: bytes) -> dict:
                                  headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())["results"][0]
+
+
+def test_generators_that_only_vary_given_images_are_refused(monkeypatch):
+    import synthaug.serve.models as models
+    from synthaug.config import ConfigError
+
+    class NeedsSources:  # like sd-img2img or style-transfer: every output is a variation of a real image
+        name, takes_sources, class_names, image_shape = "sd-img2img", "required", ["a"], (3, 8, 8)
+
+    monkeypatch.setattr(models, "load_generator", lambda folder, device: NeedsSources())
+    with pytest.raises(ConfigError, match="generator pets .sd-img2img. only makes variations of real images"):
+        models.load_generators(["pets=runs/pets"], "cpu")
 
 
 # --- make serve ------------------------------------------------------------------------------------------------------

@@ -102,6 +102,7 @@ def test_synth_evaluate_and_train_on_synthetic(generator_run, tmp_path, monkeypa
         assert key in metrics, key
     assert metrics["fid"] > 0 and 0 <= metrics["mmd_p_value"] <= 1 and 0 <= metrics["cas"] <= 1
     assert set(metrics["per_class"]) == {"0", "1", "2"}
+    _check_against_saved_features(out, metrics)
     for png in ("pca.png", "grid-real.png", "grid-synthetic.png"):
         assert (out / png).stat().st_size > 500
     # synthetic:PATH trains like any dataset and tests on the real test set it imitates
@@ -110,3 +111,67 @@ def test_synth_evaluate_and_train_on_synthetic(generator_run, tmp_path, monkeypa
                  "--out", str(run)]) == 0
     result = json.loads((run / "metrics.json").read_text())
     assert result["train_size"]["real"] == 60 and result["n"] == sum(result["per_class"][c]["support"] for c in "012")
+
+
+def _check_against_saved_features(out, metrics):
+    """n is the real test set of the chosen classes; FID, PRDC and memorisation recomputed by references
+    (scipy, the prdc package, brute-force distances) from the features synth evaluate saved."""
+    import warnings
+
+    import numpy as np
+    import prdc as prdc_reference
+    from scipy import linalg
+    from scipy.spatial.distance import cdist
+
+    from synthaug.data import DataConfig, load_data
+
+    splits = load_data(DataConfig("digits", classes=["0", "1", "2"], per_class=15))
+    compared = metrics["info"]["images_compared"]
+    assert compared["real_test"] == len(splits.test) > 100  # every test image of the three classes (max-images 300)
+    assert compared["real_train"] == len(splits.train) == 45 and compared["synthetic"] == 60
+    saved = np.load(out / "features.npz")
+    test, train, syn = saved["real_test"].astype(np.float64), saved["real"].astype(np.float64), saved["synthetic"].astype(np.float64)
+    assert len(test) == compared["real_test"] and len(train) == 45 and len(syn) == 60
+    assert np.array_equal(np.bincount(saved["real_test_labels"]), np.bincount(splits.test.labels.numpy()))
+
+    mu1, mu2, s1, s2 = test.mean(0), syn.mean(0), np.cov(test, rowvar=False), np.cov(syn, rowvar=False)
+    with warnings.catch_warnings():  # more dimensions than images: singular covariances, as in any small FID
+        warnings.simplefilter("ignore")
+        fid = float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * linalg.sqrtm(s1 @ s2).real))
+    assert metrics["fid"] == pytest.approx(fid, rel=1e-3)
+    ref = prdc_reference.compute_prdc(real_features=test, fake_features=syn, nearest_k=5)
+    for key in ("precision", "recall", "density", "coverage"):
+        assert metrics[key] == pytest.approx(ref[key], abs=1e-6), key
+
+    def memorisation(real):
+        within = cdist(real, real)
+        np.fill_diagonal(within, np.inf)
+        return float((cdist(syn, real).min(1) < np.median(within.min(1))).mean())
+
+    assert metrics["memorisation_ratio"] == pytest.approx(memorisation(train))  # against what the generator saw
+
+
+def test_synth_evaluate_measures_memorisation_against_the_generators_training_images(generator_run, tmp_path, monkeypatch):
+    """A "synthetic" set that is 45 copies of the training images + 15 samples: memorisation 0.75 or more."""
+    import numpy as np
+
+    from synthaug.data import ImageDataset, load_data
+    from synthaug.synthetic import read_synthetic
+    from synthaug.synthetic.make import generator_data_config
+    from synthaug.synthetic.store import read_manifest, write_synthetic
+
+    monkeypatch.setenv("SYNTHAUG_DATA", str(tmp_path / "cache"))
+    syn = tmp_path / "syn"
+    assert main(["synth", "make", "--generator-run", str(generator_run), "--per-class", "5", "--out", str(syn)]) == 0
+    sampled = read_synthetic(syn)
+    train = load_data(generator_data_config(generator_run)).train
+    copies = ImageDataset(torch.cat([train.images, sampled.images]), torch.cat([train.labels, sampled.labels]),
+                          train.class_names, name="copies")
+    write_synthetic(copies, tmp_path / "copies", read_manifest(syn))
+    out = tmp_path / "eval"
+    assert main(["synth", "evaluate", "--synthetic", str(tmp_path / "copies"), "--cas-steps", "5", "--max-images", "300",
+                 "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["memorisation_ratio"] >= 0.75
+    saved = np.load(out / "features.npz")
+    assert len(saved["real"]) == 45  # the generator's 45 training images, not the test set

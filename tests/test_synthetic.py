@@ -96,7 +96,7 @@ def test_memorisation_and_dedup_filters():
 
 
 def test_parse_filter_errors():
-    with pytest.raises(KeyError, match="unknown filter 'sharpness'"):
+    with pytest.raises(ValueError, match="unknown filter 'sharpness'"):
         parse_filter("sharpness")
     with pytest.raises(ValueError, match="key=value"):
         parse_filter("confidence:0.5")

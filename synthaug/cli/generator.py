@@ -55,7 +55,9 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     add_data_arguments(p)
     g = p.add_argument_group("training")
-    g.add_argument("--steps", type=int, help="optimiser steps (generator steps for GANs)")
+    g.add_argument("--steps", type=int, help="optimiser steps (generator steps for GANs); default: 20 epochs of the training "
+                                             "images, at least 1,500 and at most 20,000 (--set epochs= / min_steps= / "
+                                             "max_steps= change the rule)")
     g.add_argument("--batch-size", type=int, help="real images per step")
     g.add_argument("--lr", type=float, help="learning rate")
     g.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")

@@ -8,7 +8,8 @@ import json
 from synthaug.cli.common import add_data_arguments, csv_list, data_overrides
 
 TRAIN_FLAGS = {  # flag dest -> TrainConfig field
-    "model": "model", "pretrained": "pretrained", "steps": "steps", "epochs": "epochs", "batch_size": "batch_size",
+    "model": "model", "pretrained": "pretrained", "recipe": "recipe", "steps": "steps", "epochs": "epochs",
+    "min_steps": "min_steps", "batch_size": "batch_size",
     "optimizer": "optimizer", "lr": "lr", "weight_decay": "weight_decay", "schedule": "schedule",
     "label_smoothing": "label_smoothing", "augment": "augment", "crop_padding": "crop_padding",
     "mixup": "mixup_alpha", "cutmix": "cutmix_alpha", "tta_flip": "tta_flip", "eval_every": "eval_every",
@@ -20,12 +21,25 @@ TRAIN_FLAGS = {  # flag dest -> TrainConfig field
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     from synthaug.classifiers import CLASSIFIERS
 
-    g = p.add_argument_group("training")
+    from synthaug.training.config import RECIPES
+
+    g = p.add_argument_group("training", "Defaults give a strong baseline at any data size: the `strong` recipe and "
+                                         "max(--min-steps, --epochs x images / --batch-size) optimiser steps "
+                                         "(200 images: 1000 steps; 60,000 images: 5 epochs).")
     g.add_argument("--model", help=f"classifier: {', '.join(CLASSIFIERS.available())}")
     g.add_argument("--pretrained", action="store_true", default=None, help="ImageNet weights (tv:/timm: models)")
-    g.add_argument("--steps", type=int, help="optimiser steps (overrides --epochs)")
-    g.add_argument("--epochs", type=float, help="passes over the training set")
-    g.add_argument("--batch-size", type=int)
+    g.add_argument("--recipe", choices=list(RECIPES),
+                   help="augmentation preset (default strong): " + "; ".join(
+                       f"{name} = {'+'.join(r['augment']) or 'no augmentation'}{' + flip TTA' if r['tta_flip'] else ''}"
+                       for name, r in RECIPES.items()) + ". --augment / --tta-flip override it")
+    g.add_argument("--steps", type=_steps, help="optimiser steps, or 'auto': chosen from --tune-grid on a validation "
+                                               "split held out from the labelled images (default: the rule above)")
+    g.add_argument("--epochs", type=float, help="passes over the training set in the default rule (default 5)")
+    g.add_argument("--min-steps", type=int, help="fewest optimiser steps in the default rule (default 1000)")
+    g.add_argument("--tune-grid", type=lambda v: [int(x) for x in csv_list(v)],
+                   help="with --steps auto: comma-separated candidate step counts (default: the rule's x 0.5, 1, 2)")
+    g.add_argument("--tune-folds", type=int, help="with --steps auto: 1 = one 20%% hold-out (default), k = k-fold")
+    g.add_argument("--batch-size", type=int, help="images per step (default 64)")
     g.add_argument("--optimizer", choices=["adamw", "sgd", "rmsprop"])
     g.add_argument("--lr", type=float, help="peak learning rate")
     g.add_argument("--weight-decay", type=float)
@@ -35,7 +49,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--crop-padding", type=int, help="pixels of random translation")
     g.add_argument("--mixup", type=float, help="MixUp alpha (0: off)")
     g.add_argument("--cutmix", type=float, help="CutMix alpha (0: off)")
-    g.add_argument("--tta-flip", action="store_true", default=None, help="average predictions with the mirrored image")
+    g.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="average predictions with the mirrored image (default: the recipe's)")
     g.add_argument("--eval-every", type=int, help="steps between validation passes")
     g.add_argument("--early-stopping", type=int, help="patience in validation passes (needs --val-fraction)")
     g.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
@@ -47,8 +62,21 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _steps(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid steps {text!r}: give a whole number or 'auto'") from None
+
+
 def train_overrides(args: argparse.Namespace) -> dict:
     out = {field: getattr(args, dest) for dest, field in TRAIN_FLAGS.items() if getattr(args, dest, None) is not None}
+    tune = {k: v for k, v in (("grid", getattr(args, "tune_grid", None)), ("folds", getattr(args, "tune_folds", None)))
+            if v is not None}
+    if tune:
+        out["tune"] = tune
     if out.get("augment") == ["none"]:
         out["augment"] = []
     if getattr(args, "no_progress", False):

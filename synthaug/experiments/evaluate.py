@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from synthaug.data import ImageDataset
+from synthaug.data import ImageDataset, MismatchError
 from synthaug.training.config import TrainConfig
 from synthaug.training.loop import evaluate
 
@@ -13,8 +13,13 @@ from synthaug.training.loop import evaluate
 def evaluate_run(run_dir: str | Path, test: ImageDataset, device: str = "cpu") -> dict[str, Any]:
     from synthaug.training.classify import load_classifier
 
+    import json
+
     model, spec = load_classifier(run_dir, device=device)
+    config = Path(run_dir) / "config.json"
+    saved = json.loads(config.read_text()).get("train", {}) if config.is_file() else {}
     if spec["class_names"] != test.class_names:
-        raise ValueError(f"{run_dir} was trained on classes {spec['class_names']}, the test set has {test.class_names}")
-    metrics, _ = evaluate(model, test, TrainConfig(device=device, progress=False))
+        raise MismatchError(f"{run_dir} was trained on classes {spec['class_names']}, the test set has {test.class_names}")
+    # evaluated as the run evaluates itself (flip TTA or not)
+    metrics, _ = evaluate(model, test, TrainConfig(device=device, progress=False, tta_flip=bool(saved.get("tta_flip", False))))
     return metrics

@@ -26,7 +26,7 @@ def evaluator(exp: Experiment) -> torch.nn.Module:
         from synthaug.training.classify import load_classifier
 
         data_cfg = replace(exp.data, per_class=None, fraction=None, class_counts=None, imbalance_ratio=None,
-                           minority_classes=None, val_fraction=0.0, seed=0)
+                           minority_classes=None, val_fraction=0.0, unlabelled=None, seed=0)
         full = load_data(data_cfg)
         cfg = exp.cfg.evaluator or replace(exp.cfg.classifier, steps=None, epochs=3.0, tta_flip=False)
         cfg = replace(cfg, device=exp.cfg.device, progress=False, seed=0)

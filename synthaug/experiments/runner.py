@@ -12,7 +12,7 @@ from synthaug.config import from_dict, load_yaml
 from synthaug.experiments.analysis import summarise_rows, write_results
 from synthaug.experiments.config import ExperimentConfig
 from synthaug.experiments.context import Experiment
-from synthaug.experiments.kinds import BASELINES, KINDS, REAL_ONLY
+from synthaug.experiments.kinds import BASELINES, KINDS, REAL_ONLY, VIEW_KINDS
 from synthaug.utils import to_jsonable, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -36,12 +36,16 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, report: bool = True) 
         print(exp.notice, file=sys.stderr)
     write_json_atomic(out / "config.json", {"synthaug_version": __version__, "resolved_data": exp.data, **to_jsonable(cfg)})
     for kind in cfg.kinds:
-        kind_start = time.perf_counter()
-        exp.cache.say(f"== {kind} ==")
-        KINDS.resolve(kind)[0](exp)
-        exp.artefacts["costs"].setdefault("kind_seconds", {})[kind] = time.perf_counter() - kind_start
-        write_results(exp.rows, out / "results.csv")  # after every kind, so finished work is on disk
-    summary = summarise_rows(exp.rows, BASELINES, cfg.alpha, REAL_ONLY)
+        for view in cfg.compare_at if kind in VIEW_KINDS else cfg.compare_at[:1]:
+            kind_start = time.perf_counter()
+            exp.view = view
+            exp.cache.say(f"== {exp.experiment_name(kind)} ==")
+            KINDS.resolve(kind)[0](exp)
+            exp.artefacts["costs"].setdefault("kind_seconds", {})[exp.experiment_name(kind)] = time.perf_counter() - kind_start
+            write_results(exp.rows, out / "results.csv")  # after every kind, so finished work is on disk
+    exp.view = cfg.compare_at[0]
+    baselines = {**BASELINES, **{f"{k} @ {v}": b for k, b in BASELINES.items() for v in cfg.compare_at[1:]}}
+    summary = summarise_rows(exp.rows, baselines, cfg.alpha, REAL_ONLY)
     summary["_meta"] = {"name": cfg.name, "dataset": exp.data.dataset, "notice": exp.notice, "seeds": cfg.seeds,
                         "seconds": time.perf_counter() - start, "steps_ran": len(exp.cache.ran),
                         "steps_reused": len(exp.cache.reused), "synthaug_version": __version__}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from synthaug.data.base import MismatchError
 from synthaug.generators.base import Generator, load_generator
 
 # member i samples with seed + i * SEED_STRIDE: snapshots of one run given the same noise would draw
@@ -28,9 +29,9 @@ class GeneratorEnsemble:
         first = members[0]
         for g in members[1:]:
             if g.class_names != first.class_names:
-                raise ValueError(f"ensemble members disagree on classes: {first.class_names} vs {g.class_names}")
+                raise MismatchError(f"ensemble members disagree on classes: {first.class_names} vs {g.class_names}")
             if tuple(g.image_shape) != tuple(first.image_shape):
-                raise ValueError(f"ensemble members disagree on image shape: {first.image_shape} vs {g.image_shape}")
+                raise MismatchError(f"ensemble members disagree on image shape: {first.image_shape} vs {g.image_shape}")
         self.members = members
         self.class_names, self.image_shape = first.class_names, first.image_shape
         self.name = first.name if len(members) == 1 else "ensemble(" + ",".join(g.name for g in members) + ")"

@@ -37,8 +37,9 @@ def _p(p: Any) -> str:
 def arm_table(entry: dict[str, Any], metric: str = "accuracy", extra: tuple[str, ...] = ("macro_f1", "balanced_accuracy")) -> Table:
     """Arms with mean [95 % CI], difference to the baseline (paired), p-values, effect size, flag."""
     base = entry.get("baseline")
+    with_steps = any("steps" in m for m in entry["arms"].values())
     headers = ["arm", f"{metric} mean [95% CI]", "Δ vs baseline [95% CI]", "p (paired t)", "p (Wilcoxon)", "effect dz",
-               *[f"{m} mean [95% CI]" for m in extra], "flag"]
+               *[f"{m} mean [95% CI]" for m in extra], *(["steps"] if with_steps else []), "flag"]
     rows = []
     for arm, metrics in entry["arms"].items():
         if metric not in metrics:
@@ -53,8 +54,18 @@ def arm_table(entry: dict[str, Any], metric: str = "accuracy", extra: tuple[str,
         else:
             flag = ""
         rows.append([arm, _ci(metrics[metric]), diff, _p(t and t.get("t_p")), _p(t and t.get("wilcoxon_p")),
-                     _fmt(t and t.get("cohen_dz"), 2), *[_ci(metrics.get(m)) for m in extra], flag])
+                     _fmt(t and t.get("cohen_dz"), 2), *[_ci(metrics.get(m)) for m in extra],
+                     *([_steps(metrics.get("steps"))] if with_steps else []), flag])
     return Table(headers, rows)
+
+
+def _steps(s: dict[str, Any] | None) -> str:
+    """Mean optimiser steps of an arm over seeds (with the spread when tuning chose differently per seed)."""
+    if not s:
+        return "–"
+    if s.get("std"):
+        return f"{s['mean']:.0f} (sd {s['std']:.0f})"
+    return f"{s['mean']:.0f}"
 
 
 class ReportBuilder:
@@ -75,6 +86,7 @@ class ReportBuilder:
         self.add(Heading(f"synthaug report: {meta.get('name', 'experiment')}", 1))
         if meta.get("notice"):
             self.add(Para(meta["notice"]))
+        self.leakage()
         data = self.config.get("resolved_data", {})
         regime = ", ".join(f"{k}={v}" for k, v in data.items() if k in ("per_class", "fraction", "imbalance_ratio") and v is not None)
         self.add(Para(f"Dataset **{meta.get('dataset')}** ({regime or 'full training set'}); classifier "
@@ -82,8 +94,9 @@ class ReportBuilder:
                       f"and is compared with the strong classical baseline seed by seed (paired t-test and Wilcoxon signed-rank). "
                       f"Run took {meta.get('seconds', 0) / 60:.1f} min ({meta.get('steps_ran')} steps run, "
                       f"{meta.get('steps_reused')} reused from cache); synthaug {meta.get('synthaug_version')}."))
-        for section in (self.compare, self.quality, self.samples, self.losses, self.confusions, self.p_real,
-                        self.data_efficiency, self.transfer, self.imbalance, self.optimizers, self.pca, self.costs):
+        for section in (self.compare, self.views, self.training_length, self.quality, self.samples, self.losses, self.confusions, self.p_real,
+                        self.data_efficiency, self.transfer, self.imbalance, self.unlabelled, self.optimizers, self.pca,
+                        self.costs):
             section()
         md = to_markdown(self.blocks, self.out)
         write_text_atomic(self.out / "report.md", md)
@@ -91,6 +104,17 @@ class ReportBuilder:
         return self.out / "report.md", self.out / "report.html"
 
     # --- sections ---------------------------------------------------------------------------------------
+    def leakage(self) -> None:
+        """The warning of synthetic sets from pretrained models, at the top: they may have seen the test set."""
+        warned: dict[str, str] = {}
+        for name, per_seed in self.artefacts.get("synthetic", {}).items():
+            for entry in per_seed.values():
+                manifest = Path(entry["dir"]) / "manifest.json"
+                if manifest.is_file() and (text := json.loads(manifest.read_text()).get("leakage_warning")):
+                    warned[name] = text
+        if warned:
+            self.add(Para(f"**Leakage warning** (synthetic sets {', '.join(sorted(warned))}): {next(iter(warned.values()))}."))
+
     def compare(self) -> None:
         entry = self.summary.get("compare")
         if not entry:
@@ -116,6 +140,60 @@ class ReportBuilder:
                             f"(paired t p={_p(t.get('t_p'))}, n={t.get('n')})")
         if verdicts:
             self.add(Para("Verdict: " + "; ".join(verdicts) + "."))
+
+    def views(self) -> None:
+        """The same comparisons with the other training budget (compare_at), side by side with the headline."""
+        views = self.config.get("compare_at") or []
+        others = [k for k in self.summary if " @ " in k]
+        if not others:
+            return
+        self.add(Heading("The same comparisons at another training budget"),
+                 Para(f"Headline tables use '{views[0]}'. equal_steps: every arm trains for the baseline's steps (same "
+                      "compute); tuned: every arm trains for the steps chosen on its own validation score (each at its "
+                      "best). An arm that only helps in one view owes its effect to the budget."))
+        for key in others:
+            kind, view = key.split(" @ ")
+            self.add(Heading(f"{kind} at {view.replace('_', ' ')}", 3),
+                     arm_table(self.summary[key], extra=() if kind != "imbalance" else ("minority_recall",)))
+
+    def training_length(self) -> None:
+        """Steps chosen on validation (steps: auto): the grid, each arm's choice per seed, the accuracy-vs-steps curve."""
+        from synthaug.stats import summarise
+
+        tuning = self.artefacts.get("tuning", {})
+        if not tuning:
+            return
+        first = next(iter(next(iter(tuning.values())).values()))
+        how = (f"one stratified hold-out ({first['val_images']} images)" if first["folds"] == 1
+               else f"{first['folds']}-fold cross-validation")
+        self.add(Heading("Training length chosen on validation"),
+                 Para(f"classifier.steps is auto: each arm's steps (and lr) were chosen by validation accuracy on {how} "
+                      "of the labelled training images, never on the test set; the final model then trains on all labelled "
+                      "images with the chosen value. Generators saw the validation images, so the validation scores of "
+                      "synthetic arms may be optimistic."))
+        rows, curves, chosen = [], {}, {}
+        for label, per_seed in tuning.items():
+            seeds = sorted(per_seed, key=int)
+            grid = [(r["steps"], r["lr"]) for r in per_seed[seeds[0]]["table"]]
+            cells = []
+            for steps, lr in grid:
+                values = [r["val_accuracy"] for s in seeds for r in per_seed[s]["table"] if (r["steps"], r["lr"]) == (steps, lr)]
+                cells.append(f"{steps}" + (f" @ lr {lr:g}" if len({g[1] for g in grid}) > 1 else "") + f": {np.mean(values):.4f}")
+            chosen[label] = [per_seed[s]["steps"] for s in seeds]
+            rows.append([label, "; ".join(cells), ", ".join(str(c) for c in chosen[label])])
+            curve_steps = sorted({p["step"] for s in seeds for p in per_seed[s]["curve"]})
+            if curve_steps:
+                points = [summarise([p["val_accuracy"] for s in seeds for p in per_seed[s]["curve"] if p["step"] == x])
+                          for x in curve_steps]
+                curves[label] = (curve_steps, points)
+        self.add(Table(["arm (label)", "mean validation accuracy per candidate", "steps chosen per seed"], rows))
+        synthetic = [k for k in curves if k not in ("baseline", "plain") and not k.startswith(("baseline-", "oversampling"))]
+        best = max(synthetic, key=lambda k: max(p["mean"] for p in curves[k][1]), default=None)
+        shown = {k: curves[k] for k in ("baseline", best) if k in curves}
+        if shown:
+            path = figures.steps_figure(self.figures / "accuracy-vs-steps.png", shown, chosen)
+            self.add(Figure(path, "validation accuracy along the longest candidate run (periodic evaluation within one run, "
+                                  "mean and 95% CI over seeds): the baseline and the synthetic arm that scored best on validation"))
 
     def quality(self) -> None:
         entry = self.summary.get("quality")
@@ -270,6 +348,74 @@ class ReportBuilder:
         if entry:
             self.add(Heading("Class imbalance: rebalancing with synthetic images"),
                      arm_table(entry, metric="balanced_accuracy", extra=("minority_recall", "macro_f1", "accuracy")))
+
+    def unlabelled(self) -> None:
+        """The unlabelled-pool study: the arm table, accuracy against strength t, and sources beside their variations."""
+        import re
+
+        entry = self.summary.get("unlabelled")
+        if not entry:
+            return
+        pseudo = self.artefacts.get("pseudo_label", {})
+        kept = ", ".join(f"seed {s}: {v['kept']} of {v['pool']}" for s, v in sorted(pseudo.items(), key=lambda kv: int(kv[0])))
+        self.add(Heading("Unlabelled pool: variations, class samples and pseudo-labelling"),
+                 Para("Variations: each labelled image noised to strength t and denoised towards its class (SDEdit), M per "
+                      "image, mixed in at the configured share of each batch. t = 0 would be the real image itself (the "
+                      "baseline), t = 1 generation from pure noise. Pseudo-labelling uses the same pool directly: the "
+                      f"baseline classifier labels the pool images it is sure of (kept: {kept or 'none'})."),
+                 arm_table(entry, extra=("macro_f1",)))
+        curves: dict[str, dict[float, dict]] = {}
+        for arm, metrics in entry["arms"].items():
+            match = re.match(r"(.+) variations t=([0-9.]+) (M=\d+)$", arm)
+            if match:
+                curves.setdefault(f"{match.group(1)} {match.group(3)}", {})[float(match.group(2))] = metrics["accuracy"]
+        base = entry["arms"].get(entry["baseline"], {}).get("accuracy")
+        if curves and base:
+            ts = sorted({0.0, *{t for c in curves.values() for t in c}})
+            series = {name: [c.get(t, base if t == 0.0 else {"mean": float("nan")}) for t in ts] for name, c in curves.items()}
+            path = figures.curve_figure(self.figures / "accuracy-vs-strength.png", ts, series, "strength t (0 = the real image)",
+                                        "test accuracy", "Variations: accuracy vs strength")
+            self.add(Figure(path, "mean test accuracy with 95% CI over seeds; t = 0 is the baseline"))
+        grid = self._variation_grid()
+        if grid:
+            self.add(Figure(grid, "variation grid: each row a labelled image (left) and its variations at each strength"))
+
+    def _variation_grid(self) -> Path | None:
+        """Rows: one labelled image per class, then its first variation at each strength (first seed, first M)."""
+        import re
+
+        from synthaug.plots import save_class_grid
+        from synthaug.synthetic import read_manifest, read_synthetic
+        from synthaug.synthetic.make import generator_data_config
+
+        sets = {}
+        for label, per_seed in self.artefacts.get("synthetic", {}).items():
+            match = re.match(r"(.+)-var-t([0-9.]+)-m(\d+)$", label)
+            if match:
+                first = per_seed[sorted(per_seed, key=int)[0]]
+                sets.setdefault(match.group(1), {}).setdefault(int(match.group(3)), {})[float(match.group(2))] = Path(first["dir"])
+        if not sets:
+            return None
+        name, by_m = next(iter(sets.items()))
+        by_t = by_m[min(by_m)]
+        strengths = sorted(by_t)
+        from synthaug.data import load_data
+
+        manifest = read_manifest(by_t[strengths[0]])
+        train = load_data(generator_data_config(manifest["generator"]["run"])).train
+        rows, labels, titles = [], [], []
+        for k, cls in enumerate(train.class_names):
+            source = int((train.labels == k).nonzero()[0])
+            row = [train.images[source].numpy()]
+            for t in strengths:
+                ds, details = read_synthetic(by_t[t], verify=False), read_manifest(by_t[t]).get("per_image", {})
+                position = details.get("source_index", []).index(source) if source in details.get("source_index", []) else None
+                row.append(ds.images[position].numpy() if position is not None else np.full_like(row[0], 255))
+            rows += row
+            labels += [k] * len(row)
+            titles.append(cls)
+        return save_class_grid(np.stack(rows), np.array(labels), titles, self.figures / f"variations-{name}.png",
+                               per_class=1 + len(strengths))
 
     def optimizers(self) -> None:
         entry = self.summary.get("optimizers")

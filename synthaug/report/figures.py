@@ -32,6 +32,27 @@ def curve_figure(path: Path, xs: Sequence[float], series: dict[str, list[dict]],
     return save_figure(fig, path)
 
 
+def steps_figure(path: Path, curves: dict[str, tuple[list[int], list[dict]]], chosen: dict[str, list[int]]) -> Path:
+    """Validation accuracy against optimiser steps, one line per arm (mean and 95 % CI over seeds), with the
+    step counts chosen for it marked."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (steps, points) in curves.items():
+        mean = np.array([p["mean"] for p in points])
+        lo = np.array([p["ci_low"] if p.get("ci_low") is not None else p["mean"] for p in points], dtype=float)
+        hi = np.array([p["ci_high"] if p.get("ci_high") is not None else p["mean"] for p in points], dtype=float)
+        line, = ax.plot(steps, mean, marker="o", markersize=3, label=name)
+        ax.fill_between(steps, lo, hi, alpha=0.2, color=line.get_color())
+        for x in sorted(set(chosen.get(name, []))):
+            ax.axvline(x, color=line.get_color(), linestyle=":", alpha=0.7)
+    ax.set_xlabel("optimiser steps")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title("Accuracy vs steps (dotted: steps chosen)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
 def loss_figure(path: Path, generator_dirs: dict[str, Path]) -> Path | None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))

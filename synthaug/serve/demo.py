@@ -16,7 +16,7 @@ DONE = "done.json"  # what an experiment step writes when it finished (synthaug.
 # the demo's recipe (configs/quickstart.yaml; bf16 where the CPU has fast kernels, else fp32 with a warning).
 SMALL_CGAN = {"steps": 1000, "batch_size": 64, "d_lr": 4e-4, "diffaugment": ["translation", "cutout", "color"],
               "precision": "bf16", "sample_every": 500, "checkpoint_every": 250, "log_every": 100}
-SMALL_CLASSIFIER = {"model": "small-cnn", "steps": 400, "batch_size": 128, "augment": ["flip", "crop"]}
+SMALL_CLASSIFIER = {"model": "small-cnn", "recipe": "plain", "steps": 400, "batch_size": 128}  # flip + crop, no TTA
 
 
 def _finished(folder: Path, spec_file: str) -> bool:

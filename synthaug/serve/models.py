@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from synthaug.config import ConfigError
 from synthaug.generators.base import Generator, load_generator
 from synthaug.serve.batching import Request
 from synthaug.training.classify import load_classifier
@@ -82,6 +83,9 @@ def load_generators(entries: list[str | Path], device: str) -> dict[str, ServedG
     served = {}
     for name, entry in zip(unique_names(entries), entries):
         gen = load_generator(split_named(entry)[1], device=device)
+        if getattr(gen, "takes_sources", "no") == "required":
+            raise ConfigError(f"generator {name} ({gen.name}) only makes variations of real images it is given; "
+                              "synthaug serve generates from a class alone: serve a cgan, cvae, diffusion or sd-text run")
         gen.sample(torch.zeros(1, dtype=torch.int64), seed=0)
         served[name] = ServedGenerator(name, gen)
         log.info("generator %s: %s, classes %s", name, gen.name, gen.class_names)
@@ -94,7 +98,8 @@ def eval_settings(folder: Path, device: str) -> TrainConfig:
     path = folder / "config.json"
     if path.is_file():
         cfg = json.loads(path.read_text()).get("train", {}) or {}
-    keep = {k: cfg[k] for k in ("tta_flip", "precision", "channels_last") if k in cfg}
+    keep = {k: cfg[k] for k in ("tta_flip", "precision", "channels_last") if cfg.get(k) is not None}
+    keep.setdefault("tta_flip", False)  # no record of test-time flipping: predict the image as it is
     return TrainConfig(**keep, device=device, eval_batch_size=64, progress=False)
 
 

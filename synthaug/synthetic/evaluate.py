@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from synthaug.data import DataConfig, DatasetSplits, ImageDataset, load_data
+from synthaug.data import DataConfig, DatasetSplits, ImageDataset, MismatchError, load_data
 from synthaug.utils import config_hash
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,10 @@ def _real_data(cfg: EvaluateConfig, synthetic: ImageDataset) -> tuple[DataConfig
         data_cfg = generator_data_config(read_manifest(cfg.synthetic)["generator"]["run"])
     splits = load_data(data_cfg)
     if splits.train.class_names != synthetic.class_names:
-        raise ValueError(f"synthetic classes {synthetic.class_names} differ from {data_cfg.dataset}'s {splits.train.class_names}")
+        raise MismatchError(f"synthetic classes {synthetic.class_names} differ from {data_cfg.dataset}'s {splits.train.class_names}; "
+                            "pass --dataset (and --classes) of the data the generator was trained on")
     if splits.train.images.shape[1:] != synthetic.images.shape[1:]:
-        raise ValueError(f"synthetic images are {tuple(synthetic.images.shape[1:])}, {data_cfg.dataset} gives "
+        raise MismatchError(f"synthetic images are {tuple(synthetic.images.shape[1:])}, {data_cfg.dataset} gives "
                          f"{tuple(splits.train.images.shape[1:])}; pass --dataset with matching size")
     return data_cfg, splits
 
@@ -78,8 +79,9 @@ def _reference_classifier(cfg: EvaluateConfig, data_cfg: DataConfig) -> tuple[st
     if cfg.classifier_run:
         return cfg.classifier_run, None
     full_cfg = replace(data_cfg, per_class=None, fraction=None, class_counts=None, imbalance_ratio=None,
-                       minority_classes=None, val_fraction=0.0, seed=0)
-    train_cfg = TrainConfig(model="small-cnn", epochs=5, batch_size=128, augment=["crop"], progress=False, device=cfg.device)
+                       minority_classes=None, val_fraction=0.0, unlabelled=None, seed=0)
+    train_cfg = TrainConfig(model="small-cnn", recipe="plain", epochs=5, min_steps=1, batch_size=128, augment=["crop"],
+                            progress=False, device=cfg.device)
     folder = default_cache_root() / "evaluators" / config_hash([full_cfg, train_cfg])
     if not (folder / "metrics.json").is_file():
         log.warning("training the reference classifier for features on the full %s training set (cached in %s)",
@@ -107,7 +109,7 @@ def _cas(cfg: EvaluateConfig, splits: DatasetSplits, synthetic: ImageDataset, ou
     from synthaug.training.config import TrainConfig
 
     steps = cfg.cas_steps or max(500, round(10 * len(synthetic) / 128))
-    train_cfg = TrainConfig(model="small-cnn", steps=steps, batch_size=128, augment=["crop"], progress=False,
+    train_cfg = TrainConfig(model="small-cnn", recipe="plain", steps=steps, batch_size=128, augment=["crop"], progress=False,
                             device=cfg.device, seed=cfg.seed)
     syn = train_on_splits(DatasetSplits(synthetic, splits.test), train_cfg, Run(out / "cas-synthetic", resume=True))
     real = train_on_splits(DatasetSplits(splits.train, splits.test), train_cfg, Run(out / "cas-real", resume=True))
@@ -148,8 +150,10 @@ def evaluate_synthetic(cfg: EvaluateConfig, out: str | Path) -> dict[str, Any]:
     metrics["info"] = {**info, "real_dataset": data_cfg.dataset, "images_compared": {"real_test": len(test),
                        "real_train": len(train), "synthetic": len(syn)}}
     write_json_atomic(out / "metrics.json", metrics)
-    np.savez(out / "features.npz", real=f_train, real_labels=train.labels.numpy(), synthetic=f_syn,
-             synthetic_labels=syn.labels.numpy(), class_names=np.array(synthetic.class_names))
+    # every feature set behind the figures, so each one can be recomputed without the extractor
+    np.savez(out / "features.npz", real=f_train, real_labels=train.labels.numpy(), real_test=f_test,
+             real_test_labels=test.labels.numpy(), synthetic=f_syn, synthetic_labels=syn.labels.numpy(),
+             synthetic_probs=p_syn, class_names=np.array(synthetic.class_names))
     pca_figure(out / "pca.png", out / "features.npz", "PCA of classifier features: real training vs synthetic")
     save_class_grid(train.images.numpy(), train.labels.numpy(), train.class_names, out / "grid-real.png")
     save_class_grid(syn.images.numpy(), syn.labels.numpy(), syn.class_names, out / "grid-synthetic.png")

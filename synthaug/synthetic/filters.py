@@ -156,16 +156,18 @@ class DedupFilter(SampleFilter):
 
 def parse_filter(spec: str) -> SampleFilter:
     """'confidence:tau=0.8' or 'confidence:top_k=500' or 'dedup' -> a filter."""
+    from synthaug.config import ConfigError
+
     name, _, args = spec.partition(":")
-    kwargs: dict[str, Any] = {}
-    for part in filter(None, args.split(",")):
-        key, sep, value = part.partition("=")
-        if not sep:
-            raise ValueError(f"filter {spec!r}: expected key=value, got {part!r}")
-        kwargs[key.strip()] = int(value) if value.strip().isdigit() else float(value)
     if name not in FILTERS:
-        raise KeyError(f"unknown filter {name!r}; available: {', '.join(FILTERS.available())}")
+        raise ConfigError(f"unknown filter {name!r}; available: {', '.join(FILTERS.available())}")
+    kwargs: dict[str, Any] = {}
     try:
+        for part in filter(None, args.split(",")):
+            key, sep, value = part.partition("=")
+            if not sep:
+                raise ValueError(f"expected key=value, got {part!r}")
+            kwargs[key.strip()] = int(value) if value.strip().isdigit() else float(value)
         return FILTERS.create(name, **kwargs)
-    except TypeError as exc:
-        raise ValueError(f"filter {spec!r}: {exc}") from exc
+    except (TypeError, ValueError) as exc:  # a bad option is the user's to fix: one line naming the spec
+        raise ConfigError(f"filter {spec!r}: {exc}") from exc

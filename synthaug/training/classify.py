@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import torch
 from synthaug.classifiers import Classifier, build_classifier, channel_stats
 from synthaug.data import DataConfig, DatasetSplits, ImageDataset, load_data
 from synthaug.plots import save_confusion_matrix
-from synthaug.runs import Run
+from synthaug.runs import Run, check_resume_matches
 from synthaug.training.checkpoint import load_checkpoint, save_checkpoint
 from synthaug.training.config import TrainConfig
 from synthaug.training.loop import TrainData, evaluate, fit
@@ -93,9 +93,46 @@ def train_on_splits(splits: DatasetSplits, cfg: TrainConfig, run: Run, synthetic
     return metrics
 
 
+# TrainConfig fields a resumed run may change: where and how visibly it runs, not what it computes. The
+# step count is not among them: the learning-rate schedule is a function of the total.
+RESUMABLE_CHANGES = {"progress", "device", "threads", "checkpoint_every", "log_every", "eval_batch_size"}
+
+
+def fit_and_score(trial: TrainConfig, train: ImageDataset, val: ImageDataset, synthetic: ImageDataset | None = None,
+                  p_real: float | None = None) -> tuple[float, list[dict[str, Any]]]:
+    """Train a fresh model on `train` (+ synthetic) and score it on `val`: a training.tune ScoreFn."""
+    model = new_classifier(train, trial)
+    summary = fit(model, TrainData(train, synthetic, p_real), trial, val=val if trial.eval_every else None)
+    metrics, _ = evaluate(model, val, trial)
+    return metrics["accuracy"], summary["val_history"]
+
+
+def resolve_schedule(cfg: TrainConfig, train: ImageDataset, run: Run) -> TrainConfig:
+    """Fixed steps for this data: the schedule rule, or (steps auto) the length chosen on validation data held
+    out from `train`, kept in run/tuning.json so a resumed run does not tune again."""
+    from synthaug.training.tune import TuneResult, tune_steps
+
+    if cfg.steps != "auto":
+        return replace(cfg, steps=cfg.total_steps(len(train)))
+    saved = run.file("tuning.json")
+    if saved.is_file():
+        result = TuneResult(**json.loads(saved.read_text()))
+    else:
+        run.log(f"choosing steps on validation data held out from {len(train)} labelled images", echo=True)
+        _, result = tune_steps(replace(cfg, progress=False), train, fit_and_score)
+        run.write_json("tuning.json", result.as_dict())
+    run.log(f"steps chosen on validation: {result.steps} (lr {result.lr}) from "
+            + ", ".join(f"{r['steps']}: {r['val_accuracy']:.4f}" for r in result.table), echo=True)
+    return replace(cfg, steps=result.steps, lr=result.lr)
+
+
 def train_classifier(cfg: ClassifierRunConfig, out: str | Path, resume: bool = False) -> dict[str, Any]:
+    """`synthaug train`: the resolved schedule (fixed steps) goes into config.json, then train and test."""
     run = Run(out, resume=resume)
-    run.write_config(cfg)
     splits = load_data(cfg.data)
+    cfg = replace(cfg, train=resolve_schedule(cfg.train, splits.train, run))
+    if resume:
+        check_resume_matches(run, {"data": cfg.data, "train": cfg.train}, RESUMABLE_CHANGES, "device, threads and logging")
+    run.write_config(cfg)
     run.log(splits.train.describe())
     return train_on_splits(splits, cfg.train, run, resume=resume)

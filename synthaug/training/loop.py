@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synthaug.data.base import ImageDataset
+from synthaug.data.base import ImageDataset, MismatchError
 from synthaug.metrics.classification import classification_metrics
 from synthaug.runs import Run
 from synthaug.training.augment import Augmenter, mix_batch, soft_targets
@@ -43,9 +43,9 @@ class TrainData:
         if self.synthetic is None or len(self.synthetic) == 0:
             return self.real.images, self.real.labels, torch.zeros(len(self.real), dtype=torch.bool)
         if self.synthetic.class_names != self.real.class_names:
-            raise ValueError(f"synthetic classes {self.synthetic.class_names} differ from real {self.real.class_names}")
+            raise MismatchError(f"synthetic classes {self.synthetic.class_names} differ from real {self.real.class_names}")
         if self.synthetic.images.shape[1:] != self.real.images.shape[1:]:
-            raise ValueError(f"synthetic images {tuple(self.synthetic.images.shape[1:])} differ in shape from real "
+            raise MismatchError(f"synthetic images {tuple(self.synthetic.images.shape[1:])} differ in shape from real "
                              f"{tuple(self.real.images.shape[1:])}; regenerate or resize them")
         is_syn = torch.cat([torch.zeros(len(self.real), dtype=torch.bool), torch.ones(len(self.synthetic), dtype=torch.bool)])
         return (torch.cat([self.real.images, self.synthetic.images]), torch.cat([self.real.labels, self.synthetic.labels]), is_syn)
@@ -130,6 +130,7 @@ class _State:
         self.best_step = -1
         self.evals_without_improvement = 0
         self.train_seconds = 0.0
+        self.val_history: list[dict[str, float]] = []  # {"step", "val_accuracy"} of every validation pass
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -247,17 +248,19 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None = N
     progress.close()
     if val is not None and not cfg.eval_every:
         _validate(model, val, cfg, state, run)
-    elif s.best_weights is not None:
+    elif s.best_weights is not None and cfg.restore_best:
         model.load_state_dict(s.best_weights)  # keep the weights that scored best on validation
     s.checkpoint()
     seen = state.step * cfg.batch_size
     return {"steps": state.step, "total_steps": s.total, "stop_reason": stop_reason, "best_val_step": state.best_step,
             "best_val_accuracy": state.best_score if state.best_score > -math.inf else None,
-            "train_seconds": state.train_seconds, "images_per_second": seen / max(state.train_seconds, 1e-9)}
+            "train_seconds": state.train_seconds, "images_per_second": seen / max(state.train_seconds, 1e-9),
+            "val_history": state.val_history}
 
 
 def _validate(model: nn.Module, val: ImageDataset, cfg: TrainConfig, state: _State, run: Run | None) -> bool:
     metrics, _ = evaluate(model, val, cfg)
+    state.val_history.append({"step": state.step, "val_accuracy": metrics["accuracy"]})
     if run:
         run.append_metrics({"step": state.step, "val_accuracy": metrics["accuracy"], "val_loss": metrics["log_loss"]})
     if metrics["accuracy"] > state.best_score:
