@@ -83,7 +83,8 @@ def test_cycle_sources_gives_every_source_image_its_share_across_calls():
 def test_pretrained_generators_declare_what_they_need():
     takes = {name: GENERATORS.resolve(name)[0].takes_sources for name in GENERATORS.available()}
     assert takes["sd-img2img"] == takes["style-transfer"] == "required"
-    assert takes["sd-text"] == takes["cgan"] == takes["diffusion"] == "no"
+    assert takes["sd-text"] == takes["cgan"] == "no"
+    assert takes["diffusion"] == "optional"  # SDEdit variations when given sources, class samples otherwise
 
 
 # --- sd-text and sd-img2img in the library -----------------------------------------------------------------
