@@ -45,7 +45,7 @@ MISTAKES = {
     "run folder exists": (lambda r, t: t, ["--resume", "--out"]),
     "resume with other settings": (lambda r, t: [*t, "--resume", "--lr", "0.1"], ["train.lr", "0.1"]),
     "missing config file": (lambda r, t: ["train", "--config", str(r / "nope.yaml"), "--out", str(r / "g")], ["nope.yaml"]),
-    "misspelt experiment key": (lambda r, t: ["run", str(r / "misspelt.yaml"), "--out", str(r / "h")], ["clasifier", "classifier"]),
+    "misspelt experiment key": (lambda r, t: ["run", str(r / "misspelt.yaml"), "--out", str(r / "h")], ["clasifier", "did you mean 'classifier'"]),
     "not a generator run": (lambda r, t: ["synth", "make", "--generator-run", str(r / "clf"), "--per-class", "2",
                                           "--out", str(r / "i")], ["clf", "generator fit"]),
     "bad filter value": (lambda r, t: ["synth", "make", "--generator-run", str(r / "gen"), "--per-class", "2",
