@@ -213,3 +213,31 @@ def test_unlabelled_experiment_runs_every_arm_and_reports_the_strength_curve(tmp
     assert "Unlabelled pool" in md and (tmp_path / "figures" / "accuracy-vs-strength.png").is_file()
     assert (tmp_path / "figures" / "variations-semi.png").stat().st_size > 500
     assert "real + pseudo-labelled pool" in summary["unlabelled"]["worse"]  # real-only arm: never "synthetic hurts"
+
+
+def test_semi_supervised_fit_resumes_exactly_after_a_kill(tmp_path, monkeypatch):
+    """A long CPU fit on the pool is spread over several runs: killed after a checkpoint, resumed, it ends
+    bit-identical to one uninterrupted run (the labelled/pool batch mix included)."""
+    from synthaug.runs import Run
+
+    splits = load_data(DataConfig("digits", per_class=5, unlabelled=200))
+    settings = {"checkpoint_every": 3, "sample_every": 6}
+    full = _tiny_diffusion(splits.train, **settings)
+    full.fit(splits.train, Run(tmp_path / "full"), unlabelled=splits.unlabelled)
+
+    killed = _tiny_diffusion(splits.train, **settings)
+    original, calls = killed.train_step, {"n": 0}
+
+    def dying_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(killed, "train_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit(splits.train, Run(tmp_path / "killed"), unlabelled=splits.unlabelled)
+    resumed = _tiny_diffusion(splits.train, **settings)
+    summary = resumed.fit(splits.train, Run(tmp_path / "killed", resume=True), resume=True, unlabelled=splits.unlabelled)
+    assert summary["steps"] == 6
+    assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in full.state_dict().items())
