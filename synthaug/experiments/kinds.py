@@ -92,6 +92,8 @@ def transfer(exp: Experiment) -> None:
             mix_dir, _ = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-add", strategy="add")
             arms[f"train real+{spec.name} / test real"] = (mix_dir, None)
             arms[f"train real+{spec.name} / test {spec.name}"] = (mix_dir, held_out)
+            if exp.planning:  # the evaluations below read trained runs; planning only collects the steps above
+                continue
             for arm, (run_dir, test) in arms.items():
                 metrics = evaluate_run(run_dir, test if test is not None else splits.test)
                 exp.record("transfer", arm, seed, metrics)
@@ -129,6 +131,8 @@ def optimizers(exp: Experiment) -> None:
             _, tstr = exp.train_with_synthetic(seed, splits, synthetic, f"{label}-synthetic-only", strategy="synthetic-only")
             exp.add_row("optimizers", label, seed, "cas", tstr["accuracy"])
             record_quality(exp, label, seed, splits, synthetic, experiment="optimizers")
+            if exp.planning:  # the rest reads the trained generator's files
+                continue
             for metric, value in generator_loss_stats(gen_dir).items():
                 exp.add_row("optimizers", label, seed, metric, value)
             info = exp.artefacts["generators"][label][str(seed)]
@@ -162,6 +166,8 @@ def imbalance(exp: Experiment) -> None:
                                       label=f"{spec.name}-rebalance")
             arms[f"real + {spec.name} rebalancing"] = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-rebalance",
                                                                                strategy="add")[1]
+        if exp.planning:  # the rest reads results
+            continue
         for arm, metrics in arms.items():
             exp.record("imbalance", arm, seed, metrics)
             exp.keep_confusion("imbalance", arm, metrics)
