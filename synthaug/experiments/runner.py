@@ -36,9 +36,20 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, report: bool = True,
     import sys
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    exp = Experiment(cfg, out)
+    retries = None
+    if executor is not None:
+        from synthaug.experiments.executors import ExecutorConfig, make_executor
+
+        if isinstance(executor, ExecutorConfig):  # start it first: a scheduler that cannot be reached fails here
+            executor, retries = make_executor(executor, out), executor.retries
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        exp = Experiment(cfg, out)
+    except BaseException:
+        if executor is not None:
+            executor.close()
+        raise
     if exp.notice:
         print(exp.notice, file=sys.stderr)
     write_json_atomic(out / "config.json", {"synthaug_version": __version__, "resolved_data": exp.data, **to_jsonable(cfg)})
@@ -46,7 +57,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, report: bool = True,
     if executor is not None:
         from synthaug.experiments.parallel import run_steps
 
-        execution = run_steps(cfg, out, executor, log=exp.cache)
+        execution = run_steps(cfg, out, executor, retries=retries, log=exp.cache)  # closes the executor
     for kind in cfg.kinds:
         for view in cfg.compare_at if kind in VIEW_KINDS else cfg.compare_at[:1]:
             kind_start = time.perf_counter()
