@@ -17,7 +17,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                            "share of every class each (repeatable); e.g. its snapshots/step_N from --snapshot-every")
     make.add_argument("--set", action="append", metavar="KEY=VALUE",
                       help="sampling setting for every generator, e.g. --set noise_scale=1.5 (repeatable)")
-    make.add_argument("--per-class", type=int, required=True, help="images per class to keep after filtering")
+    make.add_argument("--per-class", type=int, help="images per class to keep after filtering (required unless --per-image)")
+    make.add_argument("--mode", choices=["auto", "labels", "variations"], default="auto",
+                      help="labels: sample from class labels; variations: vary each real source image (sd-img2img, "
+                           "style-transfer; kept in their run folder); auto (default): variations for generators that need sources")
+    make.add_argument("--per-image", type=int, metavar="M",
+                      help="variations mode: M images per source image (per-class targets become M x the class's sources)")
+    make.add_argument("--strength", metavar="S[,S...]",
+                      help="variations mode: noise strengths drawn from per image, e.g. 0.25,0.5,0.75,1.0 "
+                           "(= --set strengths=[...]; for generators with a `strengths` setting)")
     make.add_argument("--filter", action="append", default=[], metavar="SPEC",
                       help=f"filter, repeatable: {', '.join(FILTERS.available())} with options, e.g. "
                            "confidence:tau=0.8, confidence:top_k=1, dedup:ratio=0.1, memorisation:ratio=0.5")
@@ -62,13 +70,23 @@ def run_make(args: argparse.Namespace) -> int:
     from synthaug.config import from_dict
     from synthaug.synthetic import SynthConfig, make_synthetic
 
+    from synthaug.config import ConfigError
+
+    if args.per_class is None and args.per_image is None:
+        raise ConfigError("synth make needs --per-class N (images per class) or, in variations mode, --per-image M")
+    sampling = parse_sets(args.set)[0]
+    if args.strength:
+        try:
+            sampling["strengths"] = [float(v) for v in args.strength.split(",") if v.strip()]
+        except ValueError as exc:
+            raise ConfigError(f"--strength expects comma-separated numbers in (0, 1], got {args.strength!r}") from exc
+    extra = {"per_class": args.per_class} if args.per_class is not None else {}
     cfg = from_dict(SynthConfig, dict(
-        generator_run=args.generator_run, ensemble=args.ensemble, sampling=parse_sets(args.set)[0], per_class=args.per_class,
-        filters=args.filter, classifier_run=args.classifier_run, oversample=args.oversample,
+        generator_run=args.generator_run, ensemble=args.ensemble, sampling=sampling, mode=args.mode, per_image=args.per_image,
+        **extra, filters=args.filter, classifier_run=args.classifier_run, oversample=args.oversample,
         classes=[c.strip() for c in args.classes.split(",")] if args.classes else None, batch_size=args.batch_size,
         export_png=args.png, device=args.device, seed=args.seed))
     if args.shard or args.chunk_per_class:
-        from synthaug.config import ConfigError
         from synthaug.synthetic.shards import CHUNK_PER_CLASS, make_shard, parse_shard
 
         if not args.shard:
@@ -78,6 +96,8 @@ def run_make(args: argparse.Namespace) -> int:
         manifest = make_synthetic(cfg, args.out)
     print(json.dumps({"kept_per_class": manifest["kept_per_class"], "keep_rate_per_class": manifest["keep_rate_per_class"]},
                      indent=1))
+    if manifest.get("leakage_warning"):
+        print(f"WARNING: {manifest['leakage_warning']}")
     print(f"synthetic dataset: {args.out}")
     return 0
 

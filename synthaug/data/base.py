@@ -105,9 +105,33 @@ def concat(a: ImageDataset, b: ImageDataset, name: str | None = None) -> ImageDa
 
 
 @dataclass
+class UnlabelledImages:
+    """An unlabelled pool: uint8 images ``[N, C, H, W]`` and nothing else. There is deliberately no labels field,
+    so no code that receives a pool can use the true labels of its images (even where the dataset has them)."""
+
+    images: torch.Tensor
+    name: str = "unlabelled"
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise DatasetError(f"{self.name}: unlabelled images must be uint8 [N, C, H, W], got {self.images.dtype} "
+                               f"{tuple(self.images.shape)}")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+
+@dataclass
 class DatasetSplits:
-    """Official train/test split of a dataset, plus the validation split carved from train."""
+    """Official train/test split of a dataset, plus the validation split carved from train and an optional
+    unlabelled pool (training images whose labels are not used)."""
 
     train: ImageDataset
     test: ImageDataset
     val: ImageDataset | None = None
+    unlabelled: UnlabelledImages | None = None

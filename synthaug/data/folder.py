@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synthaug.data.base import DatasetError, ImageDataset
+from synthaug.data.base import DatasetError, ImageDataset, UnlabelledImages
 from synthaug.data.registry import DATASETS, DatasetSource
 from synthaug.data.splits import stratified_split
 
@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 DEFAULT_IMAGE_SIZE = 64
 TEST_FRACTION = 0.2  # when the folder has no train/ and test/ sub-folders
+UNLABELLED_DIR = "unlabelled"  # PATH/unlabelled/: images without a class (an unlabelled pool), never a class
 SPLIT_SEED = 0
 
 
@@ -70,7 +71,7 @@ def read_image(path: Path, image_size: int, channels: int) -> np.ndarray:
 def list_classes(root: Path) -> list[Path]:
     if not root.is_dir():
         raise DatasetError(f"image folder {root} does not exist")
-    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != UNLABELLED_DIR)
     if not classes:
         raise DatasetError(f"image folder {root} has no class sub-folders (expected e.g. {root}/cats, {root}/dogs)")
     return classes
@@ -134,3 +135,23 @@ class ImageFolder(DatasetSource):
             log.warning("skipped %d unreadable image(s): %s", len(skipped), ", ".join(skipped))
         self.skipped = skipped
         return train, test
+
+    def load_unlabelled(self) -> UnlabelledImages | None:
+        folder = Path(self.spec) / UNLABELLED_DIR
+        if not folder.is_dir():
+            return None
+        files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in EXTENSIONS and not f.name.startswith("."))
+        images, skipped = [], []
+        for file in files:
+            try:
+                images.append(read_image(file, self.image_size or DEFAULT_IMAGE_SIZE, self.channels or 3))
+            except BadImageError:
+                if not self.skip_bad_images:
+                    raise
+                skipped.append(str(file))
+        if not images:
+            raise DatasetError(f"{folder} holds no readable images")
+        if skipped:
+            log.warning("skipped %d unreadable unlabelled image(s): %s", len(skipped), ", ".join(skipped))
+        return UnlabelledImages(torch.from_numpy(np.stack(images)), name=f"{Path(self.spec).name}/unlabelled",
+                                provenance={"source": "unlabelled", "dataset": f"folder:{self.spec}"})

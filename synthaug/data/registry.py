@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from synthaug.data.base import DatasetError, DatasetSplits, ImageDataset
+import torch
+
+from synthaug.data.base import DatasetError, DatasetSplits, ImageDataset, UnlabelledImages
 from synthaug.data.splits import fraction_subset, imbalance_counts, per_class_subset, stratified_split, take_counts
 from synthaug.data.transforms import conform, select_classes
 from synthaug.registry import Registry
@@ -26,6 +29,10 @@ class DatasetSource:
 
     def load(self) -> tuple[ImageDataset, ImageDataset]:
         raise NotImplementedError
+
+    def load_unlabelled(self) -> UnlabelledImages | None:
+        """Images the source holds without labels (e.g. folder:PATH/unlabelled/); None when it has none."""
+        return None
 
     def availability(self) -> tuple[bool, str]:
         """(usable now, where from / why not) without loading the data."""
@@ -54,6 +61,8 @@ class DataConfig:
     minority_classes: list[str] | None = None  # classes shrunk by imbalance_ratio (default: long-tail profile)
     val_fraction: float = 0.0  # share of the (subset) training images held out for validation, per class
     skip_bad_images: bool = False  # folder datasets: skip unreadable files (and report them) instead of failing
+    unlabelled: int | Literal["rest"] | None = None  # unlabelled pool: "rest" = every training image outside the
+    #   labelled subset (labels dropped), N = a seeded N of them; folder:PATH adds PATH/unlabelled/
     seed: int = 0  # seed of the subset and validation split
 
     def __post_init__(self) -> None:
@@ -70,6 +79,8 @@ class DataConfig:
             raise ValueError(f"DataConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.imbalance_ratio is not None and not 0 < self.imbalance_ratio <= 1:
             raise ValueError(f"DataConfig.imbalance_ratio must be in (0, 1], got {self.imbalance_ratio}")
+        if isinstance(self.unlabelled, int) and self.unlabelled < 1:
+            raise ValueError(f"DataConfig.unlabelled must be 'rest' or a positive number of images, got {self.unlabelled}")
 
 
 def make_source(cfg: DataConfig) -> DatasetSource:
@@ -106,11 +117,47 @@ def subset_train(train: ImageDataset, cfg: DataConfig) -> ImageDataset:
 
 def load_data(cfg: DataConfig) -> DatasetSplits:
     train, test = load_full(cfg)
-    train = subset_train(train, cfg)
+    if cfg.unlabelled is None:
+        labelled, pool = subset_train(train, cfg), None
+    else:
+        labelled, pool = labelled_and_pool(train, cfg)
     val = None
     if cfg.val_fraction > 0:
-        train, val = stratified_split(train, cfg.val_fraction, cfg.seed)
-    return DatasetSplits(train=train, test=test, val=val)
+        labelled, val = stratified_split(labelled, cfg.val_fraction, cfg.seed)
+    return DatasetSplits(train=labelled, test=test, val=val, unlabelled=pool)
+
+
+def labelled_and_pool(train: ImageDataset, cfg: DataConfig) -> tuple[ImageDataset, UnlabelledImages]:
+    """The labelled subset, and as the pool the images of `train` outside it (only their pixels are kept) plus
+    any images the source holds without labels; `cfg.unlabelled` = N keeps a seeded N of the pool."""
+    rows = torch.arange(len(train))
+    tagged = ImageDataset(train.images, train.labels, train.class_names, name=train.name, provenance=train.provenance,
+                          scores={**train.scores, "_row": rows})
+    labelled = subset_train(tagged, cfg)
+    used = torch.zeros(len(train), dtype=torch.bool)
+    used[labelled.scores.pop("_row")] = True
+    parts = [train.images[~used]]
+    extra = make_source(cfg).load_unlabelled()
+    if extra is not None:
+        parts.append(conform_images(extra.images, cfg))
+    images = torch.cat(parts)
+    if isinstance(cfg.unlabelled, int):
+        if cfg.unlabelled > len(images):
+            raise DatasetError(f"{train.name}: unlabelled={cfg.unlabelled} asked for, the pool holds {len(images)} images")
+        keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed + 7))[:cfg.unlabelled]
+        images = images[keep.sort().values]
+    if len(images) == 0:
+        raise DatasetError(f"{train.name}: the unlabelled pool is empty (every training image is labelled)")
+    return labelled, UnlabelledImages(images, name=f"{train.name}/unlabelled",
+                                      provenance={"source": "unlabelled", "dataset": cfg.dataset, "size": len(images)})
+
+
+def conform_images(images: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
+    from synthaug.data.transforms import resize_uint8, to_channels
+
+    if cfg.channels is not None:
+        images = to_channels(images, cfg.channels)
+    return resize_uint8(images, cfg.image_size) if cfg.image_size is not None else images
 
 
 def dataset_availability(root: str | None = None) -> list[tuple[str, bool, str]]:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from synthaug.data import DataConfig
 from synthaug.training.config import TrainConfig
 
-KINDS = ("compare", "transfer", "p-real", "data-efficiency", "optimizers", "imbalance")
+KINDS = ("compare", "transfer", "p-real", "data-efficiency", "optimizers", "imbalance", "unlabelled")
 VIEWS = ("equal_steps", "tuned")  # how arms get their training budget (compare_at)
 STRATEGIES = ("add", "p_real", "synthetic-only", "pretrain-finetune")
 
@@ -18,11 +18,14 @@ class GeneratorSpec:
     name: str = "cgan"  # label used in reports and arm names
     generator: str = "cgan"  # generator registry key
     config: dict[str, Any] = field(default_factory=dict)  # overrides of the generator's Config dataclass
+    unlabelled: bool = False  # also train on the data's unlabelled pool (data.unlabelled; diffusion only)
 
 
 @dataclass
 class SyntheticSpec:
     per_class: int = 500  # synthetic images per class kept after filtering
+    per_image: int | None = None  # generators that vary real images (sd-img2img, style-transfer): images per real
+    #   image, replacing per_class (DA-Fusion: 10; the Stevens report: 3)
     filters: list[str] = field(default_factory=list)  # e.g. confidence:tau=0.5
     oversample: float = 1.5  # candidates per round as a multiple of what is missing
     batch_size: int = 256  # images per generator call
@@ -45,6 +48,27 @@ class MixSpec:
 
 
 @dataclass
+class UnlabelledSpec:
+    """The unlabelled-pool study: variations of each labelled image, pseudo-labelling of the pool, class samples."""
+
+    strengths: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])  # SDEdit strengths swept (one arm each)
+    per_image: list[int] = field(default_factory=lambda: [10])  # variations per labelled image swept (one arm each)
+    p_real: float = 0.5  # share of real images per batch in the variation and pseudo-label arms (DA-Fusion: 0.5)
+    pseudo_label_tau: float = 0.9  # teacher confidence a pool image needs to be pseudo-labelled
+    pseudo_label_max: int | None = None  # keep at most this many pseudo-labelled images (the most confident)
+    class_samples: bool = True  # also an arm of class-conditional samples (no source image) per pool-trained generator
+
+    def __post_init__(self) -> None:
+        if not self.strengths or any(not 0 < s <= 1 for s in self.strengths):
+            raise ValueError(f"UnlabelledSpec.strengths must be numbers in (0, 1], got {self.strengths}")
+        if not self.per_image or any(m < 1 for m in self.per_image):
+            raise ValueError(f"UnlabelledSpec.per_image must be positive counts, got {self.per_image}")
+        if not 0 <= self.p_real <= 1 or not 0 <= self.pseudo_label_tau <= 1:
+            raise ValueError(f"UnlabelledSpec: p_real and pseudo_label_tau must be in [0, 1], got {self.p_real}, "
+                             f"{self.pseudo_label_tau}")
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "experiment"  # names the results
     kinds: list[str] = field(default_factory=lambda: ["compare"])  # compare, transfer, p-real, data-efficiency, optimizers, imbalance
@@ -57,6 +81,7 @@ class ExperimentConfig:
     generators: list[GeneratorSpec] = field(default_factory=list)
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
     mix: MixSpec = field(default_factory=MixSpec)
+    unlabelled: UnlabelledSpec = field(default_factory=UnlabelledSpec)  # the unlabelled kind: pool study settings
     p_real_values: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])  # p-real sweep
     p_real_generators: list[str] | None = None  # generators in the p-real sweep (default: all)
     budgets: list[int] = field(default_factory=lambda: [5, 10, 20, 50, 100])  # data-efficiency: real images per class
@@ -88,6 +113,10 @@ class ExperimentConfig:
         for p in self.p_real_values:
             if not 0 <= p <= 1:
                 raise ValueError(f"ExperimentConfig.p_real_values: {p} is not in [0, 1]")
+        if "unlabelled" in self.kinds and self.data.unlabelled is None:
+            raise ValueError("ExperimentConfig: the unlabelled kind needs data.unlabelled (rest or a number of images)")
+        if any(g.unlabelled for g in self.generators) and self.data.unlabelled is None:
+            raise ValueError("ExperimentConfig: a generator with unlabelled: true needs data.unlabelled")
         if "imbalance" in self.kinds and self.data.imbalance_ratio is None and self.data.class_counts is None:
             raise ValueError("ExperimentConfig: the imbalance kind needs data.imbalance_ratio or data.class_counts")
         if any(b < 1 for b in self.budgets):

@@ -6,7 +6,7 @@ import logging
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -40,6 +40,7 @@ class Experiment:
         # placeholders (experiments.tasks), and nothing is recorded
         self.planning = False
         self._synthetic_sets: dict[Path, ImageDataset] = {}  # planning: finished sets, read once
+        self._once: dict[Any, Any] = {}  # results of Experiment.once
 
     # --- data ---------------------------------------------------------------------------------------
     def _resolve_data(self) -> tuple[DataConfig, str | None]:
@@ -155,18 +156,19 @@ class Experiment:
         data_cfg = self.data_cfg(seed, **(data_overrides or {}))
         gen_seed = seed if self.cfg.vary_subset else self.data.seed
         folder, info = steps.fit_generator(self.cache, spec, data_cfg, splits.train, gen_seed, self.cfg.device,
-                                           overrides=gen_overrides, label=label)
+                                           overrides=gen_overrides, label=label,
+                                           unlabelled=splits.unlabelled if spec.unlabelled else None)
         self.artefacts["generators"].setdefault(label or spec.name, {})[str(seed)] = {"dir": str(folder), **info}
         return folder
 
     def synthetic(self, spec: GeneratorSpec, seed: int, splits: DatasetSplits, generator_dir: Path,
                   counts: dict[str, int] | None = None, sample_seed: int | None = None, per_class: int | None = None,
-                  label: str | None = None) -> ImageDataset:
+                  label: str | None = None, variations: dict[str, Any] | None = None) -> ImageDataset:
         from synthaug.synthetic import read_synthetic
 
         folder, info = steps.make_synthetic_set(self.cache, generator_dir, self.cfg.synthetic,
                                                 seed if sample_seed is None else sample_seed, self.cfg.device,
-                                                splits.train, counts=counts, per_class=per_class)
+                                                splits.train, counts=counts, per_class=per_class, variations=variations)
         if self.planning:
             if self.cache.done(folder) is None:
                 return PendingDataset(folder)  # type: ignore[return-value]
@@ -177,6 +179,18 @@ class Experiment:
         entry = self.artefacts["synthetic"].setdefault(label or spec.name, {})
         entry.setdefault(str(seed), {"dir": str(folder), "images": len(ds), **info})
         return ds
+
+    # --- planning ---------------------------------------------------------------------------------------
+    def finished(self, folder: Path | None) -> bool:
+        """Whether a step's folder can be read: always when running, only once finished while planning."""
+        return not self.planning or self.cache.done(folder) is not None
+
+    def once(self, key: Any, make: Callable[[], Any]) -> Any:
+        """make() the first time `key` is asked for in this experiment, the same result after (for work done outside
+        the cached steps, such as pseudo-labelling a pool, which every planning pass would otherwise repeat)."""
+        if key not in self._once:
+            self._once[key] = make()
+        return self._once[key]
 
     # --- results ---------------------------------------------------------------------------------------
     @property

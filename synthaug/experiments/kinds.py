@@ -18,10 +18,13 @@ from synthaug.registry import Registry
 KINDS: Registry[Callable[[Experiment], None]] = Registry("experiment kind")
 BASELINE = "real + classical augmentation (baseline)"
 PLAIN = "real, no augmentation"
-BASELINES = {"compare": BASELINE, "p-real": BASELINE, "imbalance": BASELINE, "transfer": "train real / test real"}
+BASELINES = {"compare": BASELINE, "p-real": BASELINE, "imbalance": BASELINE, "transfer": "train real / test real",
+             "unlabelled": BASELINE}
 OVERSAMPLING = "real + random oversampling"
-REAL_ONLY = {PLAIN, OVERSAMPLING}  # arms without synthetic images: "worse", never "synthetic data hurts"
-VIEW_KINDS = {"compare", "p-real", "data-efficiency", "imbalance"}  # kinds run once per budget view (compare_at)
+PSEUDO = "real + pseudo-labelled pool"
+REAL_ONLY = {PLAIN, OVERSAMPLING, PSEUDO}  # arms without synthetic images: "worse", never "synthetic data hurts"
+VIEW_KINDS = {"compare", "data-efficiency", "imbalance", "unlabelled"}  # kinds run once per budget view (compare_at); the rest
+# (p-real sweeps, transfer, optimisers) run in the headline view only
 
 
 def _strategy_arm(exp: Experiment, name: str) -> str:
@@ -187,3 +190,52 @@ def _oversample(train: ImageDataset, missing: dict[str, int], seed: int) -> Imag
     ds = train.subset(torch.cat(picks) if picks else torch.zeros(0, dtype=torch.long), name="oversampled")
     ds.provenance = {**ds.provenance, "path": f"oversampled-{seed}-{sum(missing.values())}"}
     return ds
+
+
+@KINDS.register("unlabelled")
+def unlabelled(exp: Experiment) -> None:
+    """An unlabelled pool: variations of each labelled image from diffusion models (trained with and without the
+    pool), class-conditional samples, and pseudo-labelling of the same pool (the baseline a generator must beat)."""
+    from synthaug.experiments.quality import record_quality
+    from synthaug.generators import GENERATORS
+    from synthaug.synthetic.pseudo_label import pseudo_label
+    from synthaug.training.classify import load_classifier
+
+    spec_u = exp.cfg.unlabelled
+    for seed in exp.cfg.seeds:
+        splits = exp.splits(seed)
+        base_dir, base = exp.train_baseline(seed, splits)
+        exp.record("unlabelled", BASELINE, seed, base)
+        exp.keep_confusion("unlabelled", BASELINE, base)
+        # only the teacher's predictions label the pool (once per teacher: planning passes would redo it)
+        pseudo = None if not exp.finished(base_dir) else exp.once(("pseudo-label", str(base_dir)), lambda: pseudo_label(
+            load_classifier(base_dir)[0], splits.unlabelled, splits.train.class_names, spec_u.pseudo_label_tau,
+            spec_u.pseudo_label_max, tta_flip=bool(exp.cfg.classifier.tta_flip)))
+        if pseudo is not None:
+            exp.artefacts.setdefault("pseudo_label", {})[str(seed)] = {"kept": len(pseudo), "pool": len(splits.unlabelled),
+                                                                       "tau": spec_u.pseudo_label_tau}
+        if pseudo is not None and len(pseudo):
+            _, metrics = exp.train_with_synthetic(seed, splits, pseudo, "pseudo-label", strategy="p_real", p_real=spec_u.p_real)
+            exp.record("unlabelled", PSEUDO, seed, metrics)
+        for spec in exp.cfg.generators:
+            gen_dir = exp.generator(spec, seed, splits)
+            origin = "pool + labelled" if spec.unlabelled else "labelled only"
+            if GENERATORS.resolve(spec.generator)[0].takes_sources != "no":
+                for m in spec_u.per_image:
+                    for t in spec_u.strengths:
+                        label = f"{spec.name}-var-t{t:g}-m{m}"
+                        synthetic = exp.synthetic(spec, seed, splits, gen_dir, label=label,
+                                                  variations={"per_image": m, "strengths": [t]})
+                        arm = f"{spec.name} ({origin}) variations t={t:g} M={m}"
+                        _, metrics = exp.train_with_synthetic(seed, splits, synthetic, label, strategy="p_real",
+                                                              p_real=spec_u.p_real)
+                        exp.record("unlabelled", arm, seed, metrics)
+                        if exp.primary_view and m == spec_u.per_image[0]:
+                            record_quality(exp, label, seed, splits, synthetic)
+            if spec.unlabelled and spec_u.class_samples:
+                synthetic = exp.synthetic(spec, seed, splits, gen_dir, label=f"{spec.name}-samples")
+                _, metrics = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-samples", strategy="p_real",
+                                                      p_real=spec_u.p_real)
+                exp.record("unlabelled", f"{spec.name} ({origin}) class samples", seed, metrics)
+                if exp.primary_view:
+                    record_quality(exp, f"{spec.name}-samples", seed, splits, synthetic)

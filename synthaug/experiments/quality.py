@@ -24,7 +24,7 @@ MAX_PER_SET = 2000  # features per set for the quality metrics (MMD permutations
 def evaluator_step(exp: Experiment) -> tuple[Path | None, dict]:
     """Train (or reuse) the evaluator: a cached step (while planning, requested like any other)."""
     data_cfg = replace(exp.data, per_class=None, fraction=None, class_counts=None, imbalance_ratio=None,
-                       minority_classes=None, val_fraction=0.0, seed=0)
+                       minority_classes=None, val_fraction=0.0, unlabelled=None, seed=0)
     cfg = exp.cfg.evaluator or replace(exp.cfg.classifier, steps=None, epochs=3.0, tta_flip=False)
     cfg = replace(cfg, device=exp.cfg.device, progress=False, seed=0)
     return steps.train_classifier(exp.cache, "evaluator", exp.load(data_cfg), cfg)

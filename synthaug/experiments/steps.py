@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from synthaug.data import DataConfig, DatasetSplits, ImageDataset
+from synthaug.data import DataConfig, DatasetSplits, ImageDataset, UnlabelledImages
 from synthaug.experiments.config import GeneratorSpec, SyntheticSpec
 from synthaug.experiments.tasks import Pending, Planner, is_pending
 from synthaug.runs import Run
@@ -76,20 +76,24 @@ class StepCache:
 
 
 def fit_generator(cache: StepCache, spec: GeneratorSpec, data_cfg: DataConfig, real: ImageDataset, seed: int,
-                  device: str, overrides: dict[str, Any] | None = None, label: str | None = None) -> tuple[Path, dict]:
-    """Train (or reuse) a generator on `real`; returns its folder and {seconds, ...}."""
+                  device: str, overrides: dict[str, Any] | None = None, label: str | None = None,
+                  unlabelled: UnlabelledImages | None = None) -> tuple[Path, dict]:
+    """Train (or reuse) a generator on `real` (and, when given, the unlabelled pool); returns its folder and info."""
     from synthaug.generators.api import build_generator, generator_config
 
     settings = {**spec.config, **(overrides or {}), "seed": seed, "device": device, "progress": False}
     gen_cfg = generator_config(spec.generator, settings)
     key = {"data": data_cfg, "generator": spec.generator, "config": gen_cfg}
+    if unlabelled is not None:
+        key["unlabelled"] = len(unlabelled)
     folder = cache.folder("generators", label or spec.name, key)
     if (info := cache.done(folder)) is not None:
         cache.reused.append(str(folder))
         return folder, info
     if cache.planner is not None:
         return folder, cache.planner.request(folder, "generator", f"fitting generator {spec.name} (seed {seed})", fit_generator,
-                                             spec, data_cfg, real, seed, device, overrides=overrides, label=label)
+                                             spec, data_cfg, real, seed, device, overrides=overrides, label=label,
+                                             unlabelled=unlabelled)
     from synthaug.generators.base import rule_steps
 
     cache.begin(folder, f"fitting generator {spec.generator} ({gen_cfg.steps or rule_steps(gen_cfg, len(real))} steps)")
@@ -97,38 +101,59 @@ def fit_generator(cache: StepCache, spec: GeneratorSpec, data_cfg: DataConfig, r
     run.write_config({"data": data_cfg, "generator": spec.generator, "config": gen_cfg})
     generator = build_generator(spec.generator, settings, real)
     start = time.perf_counter()
-    summary = generator.fit(real, run, resume=any(folder.glob("checkpoint*.safetensors")))
+    summary = generator.fit(real, run, resume=any(folder.glob("checkpoint*.safetensors")), unlabelled=unlabelled)
     seconds = time.perf_counter() - start
     generator.save(folder)
     run.close()
     return folder, cache.finish(folder, {"seconds": seconds, "summary": to_jsonable(summary or {}),
-                                         "device": _device(device), "images": len(real)})
+                                         "device": _device(device), "images": len(real),
+                                         "unlabelled_images": len(unlabelled) if unlabelled is not None else 0})
 
 
 def make_synthetic_set(cache: StepCache, generator_dir: Path, spec: SyntheticSpec, seed: int, device: str,
-                       real: ImageDataset, counts: dict[str, int] | None = None, per_class: int | None = None) -> tuple[Path, dict]:
-    """Sample + filter (or reuse) a synthetic set from a trained generator."""
+                       real: ImageDataset, counts: dict[str, int] | None = None, per_class: int | None = None,
+                       variations: dict[str, Any] | None = None) -> tuple[Path, dict]:
+    """Sample + filter (or reuse) a synthetic set from a trained generator. `variations` ({"per_image": M,
+    "strengths": [t, ...]}) asks for variations of the generator's real images whatever its default mode."""
     from synthaug.synthetic import SynthConfig, make_synthetic
 
+    if cache.planner is not None and cache.done(generator_dir) is None:  # planning: its generator is still training
+        return None, Pending()
+    per_image = spec.per_image if counts is None and per_class is None and _varies_real_images(generator_dir) else None
+    extra: dict[str, Any] = {}
+    if variations is not None:
+        per_image = variations["per_image"]
+        extra = {"mode": "variations", "sampling": {"strengths": list(variations["strengths"])}}
     cfg = SynthConfig(generator_run=str(generator_dir), per_class=per_class or spec.per_class, filters=list(spec.filters),
                       oversample=spec.oversample, batch_size=spec.batch_size, seed=seed, device=_device(device), counts=counts,
-                      progress=False)
-    key = {"generator": generator_dir.name, "config": {**to_jsonable(cfg), "generator_run": None}}
+                      progress=False, per_image=per_image, **extra)
+    key_config = {**to_jsonable(cfg), "generator_run": None}
+    for name, default in (("mode", "auto"), ("per_image", None)):  # absent at their defaults: the cache keys of sets
+        if key_config[name] == default:                            # made before these fields existed stay valid
+            del key_config[name]
+    key = {"generator": generator_dir.name, "config": key_config}
     folder = cache.folder("synthetic", generator_dir.name.split("-")[0], key)
     if (info := cache.done(folder)) is not None:
         cache.reused.append(str(folder))
         return folder, info
     if cache.planner is not None:
-        if cache.done(generator_dir) is None:  # the generator is still training: a later pass requests this
-            return folder, Pending()
         return folder, cache.planner.request(folder, "synthetic", f"sampling from {generator_dir.name} (seed {seed})",
                                              make_synthetic_set, generator_dir, spec, seed, device, real, counts=counts,
-                                             per_class=per_class)
-    cache.begin(folder, f"sampling {sum(counts.values())} images" if counts else f"sampling {cfg.per_class} images per class")
+                                             per_class=per_class, variations=variations)
+    what = (f"{sum(counts.values())} images" if counts else f"{per_image} images per real image" if per_image
+            else f"{cfg.per_class} images per class")
+    cache.begin(folder, f"sampling {what}")
     start = time.perf_counter()
     make_synthetic(cfg, folder, real=real)
     seconds = time.perf_counter() - start
     return folder, cache.finish(folder, {"seconds": seconds})
+
+
+def _varies_real_images(generator_dir: Path) -> bool:
+    """Whether the generator in `generator_dir` makes variations of real images (then per_image applies)."""
+    from synthaug.generators import GENERATORS, read_spec
+
+    return GENERATORS.resolve(read_spec(generator_dir)["generator"])[0].takes_sources == "required"
 
 
 def train_classifier(cache: StepCache, label: str, splits: DatasetSplits, cfg: TrainConfig,

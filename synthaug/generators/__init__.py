@@ -1,6 +1,11 @@
-"""Class-conditional generators: one registry, one contract (fit, sample, save / load)."""
+"""Class-conditional generators: one registry, one contract (fit, sample, save / load).
 
-from synthaug.generators import cgan, cvae, diffusion  # noqa: F401  (register generators)
-from synthaug.generators.base import GENERATORS, Generator, GeneratorConfig, load_generator, read_spec
+Trained from scratch: cgan, cvae, diffusion. Pretrained (optional extra `pretrained`): sd-text, sd-img2img,
+style-transfer; their modules import diffusers / transformers only when used.
+"""
 
-__all__ = ["GENERATORS", "Generator", "GeneratorConfig", "load_generator", "read_spec"]
+from synthaug.generators import cgan, cvae, diffusion, sd_img2img, sd_text, style_transfer  # noqa: F401  (register generators)
+from synthaug.generators.base import (GENERATORS, Generator, GeneratorConfig, SourceImages, cycle_sources, load_generator,
+                                      read_spec)
+
+__all__ = ["GENERATORS", "Generator", "GeneratorConfig", "SourceImages", "cycle_sources", "load_generator", "read_spec"]

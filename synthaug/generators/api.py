@@ -11,7 +11,7 @@ import torch
 
 from synthaug.config import ConfigError, from_dict
 from synthaug.data import DataConfig, ImageDataset, load_data
-from synthaug.generators.base import GENERATORS, Generator, load_generator, rule_steps
+from synthaug.generators.base import GENERATORS, Generator, SourceImages, cycle_sources, load_generator, rule_steps
 from synthaug.runs import Run, check_resume_matches
 from synthaug.utils import to_jsonable, write_json_atomic
 
@@ -19,8 +19,11 @@ IMAGES_FILE = "images.safetensors"
 # fields that may change when a run is resumed (everything else must match the saved config.json): run
 # length and placement, and settings that only act at sampling time (so runs saved before such a field
 # existed, or with another value, can still be extended)
-RESUMABLE_CHANGES = {"steps", "epochs", "min_steps", "max_steps", "progress", "device", "snapshot_every", "standing_stats", "guidance_scale", "sampler", "sampling_steps",
-                     "noise_scale", "d_keep"}
+RESUMABLE_CHANGES = {"steps", "epochs", "min_steps", "max_steps", "progress", "device", "snapshot_every", "standing_stats",
+                     "guidance_scale", "sampler", "sampling_steps", "noise_scale", "d_keep",
+                     # pretrained generators: sampling settings, memory settings, and textual inversion's step count
+                     "scheduler", "strengths", "negative_prompt", "generation_batch_size", "attention_slicing", "cpu_offload",
+                     "textual_inversion_steps", "iterations"}
 
 
 @dataclass
@@ -68,13 +71,14 @@ def train_generator(cfg: GeneratorRunConfig, out: str | Path, resume: bool = Fal
     at the end, generator.json + generator.safetensors (what `generator sample` loads)."""
     run = Run(out, resume=resume)
     splits = load_data(cfg.data)
-    settings = resolved(cfg, len(splits.train))
+    settings = resolved(cfg, len(splits.train) + (len(splits.unlabelled) if splits.unlabelled is not None else 0))
     if resume:
         check_resume_matches(run, settings, RESUMABLE_CHANGES, "steps and sampling-only settings")
     run.write_config(settings)
-    run.log(f"{cfg.generator} on {splits.train.describe()}")
+    pool = f" + {len(splits.unlabelled)} unlabelled images" if splits.unlabelled is not None else ""
+    run.log(f"{cfg.generator} on {splits.train.describe()}{pool}")
     gen = build_generator(cfg.generator, settings["config"], splits.train)
-    summary = gen.fit(splits.train, run, resume=resume)
+    summary = gen.fit(splits.train, run, resume=resume, unlabelled=splits.unlabelled)
     if run.writes:  # under torchrun: rank 0
         gen.save(run.path)
     run.write_json("summary.json", summary)
@@ -85,8 +89,9 @@ def train_generator(cfg: GeneratorRunConfig, out: str | Path, resume: bool = Fal
 
 def sample_to_folder(run_dir: str | Path, out: str | Path, per_class: int, seed: int, batch_size: int = 256,
                      device: str = "cpu", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write `per_class` samples of every class: images.safetensors (uint8 images, int64 labels),
-    grid.png and samples.json. `overrides` change sampling settings (e.g. guidance_scale, sampling_steps)."""
+    """Write `per_class` samples of every class: images.safetensors (uint8 images, int64 labels, and for generators
+    that vary real images the int64 source_index of each), grid.png and samples.json (with per-image settings such as
+    prompts and strengths). `overrides` change sampling settings (e.g. guidance_scale, sampling_steps)."""
     from synthaug.plots import save_class_grid
     from synthaug.training.checkpoint import save_tensors
 
@@ -99,11 +104,30 @@ def sample_to_folder(run_dir: str | Path, out: str | Path, per_class: int, seed:
     if overrides:
         gen.override({**overrides, "device": device})
     labels = torch.arange(gen.num_classes).repeat_interleave(per_class)
-    images = gen.sample(labels, seed=seed, batch_size=batch_size)
+    tensors: dict[str, torch.Tensor] = {"labels": labels}
+    if gen.takes_sources == "required":  # variations: the first per_class source images of each class, in turn
+        sources = generator_sources(gen, run_dir)
+        picks = cycle_sources(sources, labels)
+        images = gen.sample(labels, seed=seed, batch_size=batch_size, sources=sources.images[picks])
+        tensors["source_index"] = sources.index[picks]
+    else:
+        images = gen.sample(labels, seed=seed, batch_size=batch_size)
     info = {"generator": gen.name, "run": str(Path(run_dir).resolve()), "seed": seed, "per_class": per_class,
             "class_names": gen.class_names, "counts": {n: per_class for n in gen.class_names},
-            "image_shape": list(gen.image_shape), "overrides": overrides or {}}
-    save_tensors(out / IMAGES_FILE, {"images": images, "labels": labels}, metadata=info)
+            "image_shape": list(gen.image_shape), "overrides": overrides or {},
+            **gen.sample_details(labels, seed, with_sources="source_index" in tensors)}
+    save_tensors(out / IMAGES_FILE, {"images": images, **tensors}, metadata=info)
     save_class_grid(images.numpy(), labels.numpy(), gen.class_names, out / "grid.png", per_class=min(per_class, 10))
     write_json_atomic(out / "samples.json", info)
     return info
+
+
+def generator_sources(gen: Generator, run_dir: str | Path) -> SourceImages:
+    """The real images a generator varies: its own (kept at fit), else the real training split of its run."""
+    own = gen.source_set()
+    if own is not None:
+        return own
+    from synthaug.synthetic.make import generator_data_config
+
+    real = load_data(generator_data_config(run_dir)).train
+    return SourceImages(real.images, real.labels, torch.arange(len(real)))

@@ -1,4 +1,10 @@
-"""The contract every generator follows: fit(data), sample(labels, seed) -> uint8, save(dir) / load(dir)."""
+"""The contract every generator follows: fit(data), sample(labels, seed) -> uint8, save(dir) / load(dir).
+
+Some generators make their images *from real ones* (image-to-image variations, style transfer, SDEdit):
+they declare it in `takes_sources`, and `sample` then also takes one source image per label. Callers
+(`generator sample`, `synth make`) pick the sources with `cycle_sources` from the generator's own
+`source_set()` (or the real training split) and record which source each output came from.
+"""
 
 from __future__ import annotations
 
@@ -53,11 +59,84 @@ class GeneratorConfig:
             raise ValueError(f"{type(self).__name__}.lr must be > 0, got {self.lr}")
 
 
+def refuse_unlabelled(gen: "Generator", unlabelled: Any) -> None:
+    """For generators that have no use for an unlabelled pool: a clear error instead of ignoring it."""
+    if unlabelled is not None:
+        from synthaug.config import ConfigError
+
+        raise ConfigError(f"{gen.name} cannot train on unlabelled images; drop data.unlabelled or use the diffusion generator")
+
+
 def rule_steps(cfg: GeneratorConfig, images: int) -> int:
     """The default training length: `epochs` passes over `images`, within [min_steps, max_steps]."""
     import math
 
     return min(cfg.max_steps, max(cfg.min_steps, math.ceil(cfg.epochs * images / cfg.batch_size)))
+
+
+@dataclass
+class SourceImages:
+    """Real images a generator varies, with where each came from."""
+
+    images: torch.Tensor  # uint8 [N, C, H, W], the generator's image shape
+    labels: torch.Tensor  # int64 [N], class of each source image
+    index: torch.Tensor  # int64 [N], position of each image in the real training split it was taken from
+
+    def __post_init__(self) -> None:
+        self.labels = torch.as_tensor(self.labels, dtype=torch.int64)
+        self.index = torch.as_tensor(self.index, dtype=torch.int64)
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError(f"source images must be uint8 [N, C, H, W], got {self.images.dtype} {tuple(self.images.shape)}")
+        if not len(self.images) == len(self.labels) == len(self.index):
+            raise ValueError(f"source images ({len(self.images)}), labels ({len(self.labels)}) and index ({len(self.index)}) "
+                             "must have the same length")
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def cycle_sources(sources: SourceImages, labels: torch.Tensor, already: dict[int, int] | None = None) -> torch.Tensor:
+    """Positions in `sources` for each label: the k-th request of class c takes the (k mod n_c)-th source image of
+    class c, so M rounds over a class give every one of its images exactly M variations. `already` counts the requests
+    of each class served by earlier calls (updated in place), so successive calls continue the rotation."""
+    already = {} if already is None else already
+    picks = torch.empty(len(labels), dtype=torch.int64)
+    for c in labels.unique().tolist():
+        of_class = torch.nonzero(sources.labels == c).flatten()
+        if len(of_class) == 0:
+            raise ValueError(f"no source image of class {c} to vary; the generator's source images cover classes "
+                             f"{sorted(set(sources.labels.tolist()))}")
+        where = torch.nonzero(labels == c).flatten()
+        start = already.get(c, 0)
+        picks[where] = of_class[(start + torch.arange(len(where))) % len(of_class)]
+        already[c] = start + len(where)
+    return picks
+
+
+def choose_sources(data: ImageDataset, per_class: int | None, seed: int) -> SourceImages:
+    """All training images, or `per_class` of each class drawn with `seed`; `index` says where each sits in `data`."""
+    if per_class is None:
+        index = torch.arange(len(data))
+    else:
+        g = torch.Generator().manual_seed(seed)
+        picks = []
+        for c in range(data.num_classes):
+            of_class = torch.nonzero(data.labels == c).flatten()
+            picks.append(of_class[torch.randperm(len(of_class), generator=g)[:per_class]].sort().values)
+        index = torch.cat(picks)
+    return SourceImages(data.images[index].clone(), data.labels[index].clone(), index)
+
+
+def check_sources(gen: "Generator", labels: torch.Tensor, sources: torch.Tensor | None) -> torch.Tensor:
+    """`sources` as given to `sample`, checked: uint8, one image of the generator's shape per label."""
+    if sources is None:
+        raise ValueError(f"{gen.name} makes variations of real images: pass sources= (one uint8 image per label); "
+                         "`generator sample` and `synth make` pass its source_set() or the real training split")
+    sources = torch.as_tensor(sources)
+    if sources.dtype != torch.uint8 or tuple(sources.shape) != (len(labels), *gen.image_shape):
+        raise ValueError(f"{gen.name}: sources must be uint8 {(len(labels), *gen.image_shape)} (one per label), "
+                         f"got {sources.dtype} {tuple(sources.shape)}")
+    return sources
 
 
 class Generator:
@@ -69,6 +148,10 @@ class Generator:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[GeneratorConfig]] = GeneratorConfig
+    # How the generator uses real source images in `sample`: "no" (from labels alone: GANs, text-to-image),
+    # "required" (every output is a variation of a source image: img2img, style transfer), "optional" (both,
+    # e.g. a from-scratch diffusion model that can also do SDEdit variations)
+    takes_sources: ClassVar[Literal["no", "optional", "required"]] = "no"
 
     def __init__(self, cfg: GeneratorConfig, image_shape: tuple[int, int, int], class_names: list[str]) -> None:
         self.cfg = cfg
@@ -79,13 +162,38 @@ class Generator:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def fit(self, data: ImageDataset, run: Run | None = None, resume: bool = False) -> dict[str, Any]:
-        """Train on `data` (uint8 images, int64 labels); write checkpoints, losses and grids into `run`."""
+    def fit(self, data: ImageDataset, run: Run | None = None, resume: bool = False,
+            unlabelled: Any = None) -> dict[str, Any]:
+        """Train on `data` (uint8 images, int64 labels); write checkpoints, losses and grids into `run`.
+        `unlabelled` (UnlabelledImages): extra images without labels, for generators that can use them."""
         raise NotImplementedError
 
     def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256) -> torch.Tensor:
-        """uint8 images [N, C, H, W] of the given classes; the same seed gives the same images."""
+        """uint8 images [N, C, H, W] of the given classes; the same seed gives the same images.
+
+        Generators whose `takes_sources` is not "no" accept a keyword `sources`: uint8 [N, C, H, W], one real image
+        per label; output i is then a variation of sources[i] made for class labels[i] (usually its own class; another
+        class gives an inter-class edit, as in Diff-Mix). Callers pass `sources` only to such generators.
+        """
         raise NotImplementedError
+
+    def check_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """`labels` as a flat int64 tensor, each a valid class index."""
+        labels = torch.as_tensor(labels, dtype=torch.int64).flatten()
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise ValueError(f"labels must be in [0, {self.num_classes - 1}] for classes {self.class_names}, "
+                             f"got {int(labels.min())}..{int(labels.max())}")
+        return labels
+
+    def source_set(self) -> SourceImages | None:
+        """The real images this generator varies by default (e.g. the training images an img2img generator kept in
+        its run folder); None: the caller takes the real training split of the generator's run."""
+        return None
+
+    def sample_details(self, labels: torch.Tensor, seed: int, with_sources: bool = False) -> dict[str, list[Any]]:
+        """Per-image settings that `sample` with these arguments uses (e.g. prompt, strength), one list entry per
+        label, for manifests; {} when there is nothing beyond label and seed."""
+        return {}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors needed to sample (e.g. EMA generator weights)."""

@@ -12,13 +12,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synthaug.generators.base import GENERATORS, GeneratorConfig
+from synthaug.generators.base import GENERATORS, GeneratorConfig, check_sources
 from synthaug.generators.layers import EMA, eval_mode, seeded_init
-from synthaug.generators.loop import Batch, TrainableGenerator, to_uint8
+from synthaug.generators.loop import Batch, TrainableGenerator, to_signed, to_uint8
 
 
 @dataclass
@@ -30,9 +31,12 @@ class DiffusionConfig(GeneratorConfig):
     num_train_timesteps: int = 1000  # diffusion steps of the training noise schedule
     beta_schedule: Literal["linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"  # noise schedule (cosine: better at small sizes)
     label_dropout: float = 0.1  # chance a training label becomes the null class (classifier-free guidance)
+    labelled_share: float = 0.25  # with an unlabelled pool: share of each batch drawn from the labelled images
     guidance_scale: float = 2.0  # sampling: 1 = purely conditional, > 1 = stronger class fidelity, less diversity
     sampler: Literal["ddim", "dpm++"] = "ddim"  # DDIM (eta 0) or DPM-Solver++ (2nd order multistep; best once well trained)
     sampling_steps: int = 20  # denoising steps (network evaluations, doubled when guidance_scale != 1)
+    strengths: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])  # variations of source images (SDEdit):
+    #   noise strength, one drawn per image; 0 = the source itself, 1 = generation from pure noise
     ema_decay: float = 0.999  # EMA of UNet weights, used for sampling; 0 disables
     weight_decay: float = 0.0  # AdamW weight decay
 
@@ -47,8 +51,12 @@ class DiffusionConfig(GeneratorConfig):
             raise ValueError(f"{name}.sampling_steps ({self.sampling_steps}) exceeds num_train_timesteps ({self.num_train_timesteps})")
         if self.beta_schedule not in ("linear", "squaredcos_cap_v2"):
             raise ValueError(f"{name}.beta_schedule must be linear or squaredcos_cap_v2, got {self.beta_schedule!r}")
+        if not self.strengths or any(not 0 <= s <= 1 for s in self.strengths):
+            raise ValueError(f"{name}.strengths must be a non-empty list of numbers in [0, 1], got {self.strengths}")
         if self.sampler not in ("ddim", "dpm++"):
             raise ValueError(f"{name}.sampler must be ddim or dpm++, got {self.sampler!r}")
+        if not 0 < self.labelled_share <= 1:
+            raise ValueError(f"{name}.labelled_share must be in (0, 1], got {self.labelled_share}")
         if not 0 <= self.label_dropout < 1:
             raise ValueError(f"{name}.label_dropout must be in [0, 1), got {self.label_dropout}")
         if self.guidance_scale < 0:
@@ -83,6 +91,7 @@ class Diffusion(TrainableGenerator):
     name = "diffusion"
     Config = DiffusionConfig
     cfg: DiffusionConfig
+    takes_sources = "optional"  # with sources: SDEdit variations (noise each to a strength, denoise with its class)
 
     def __init__(self, cfg: DiffusionConfig, image_shape: tuple[int, int, int], class_names: list[str]) -> None:
         super().__init__(cfg, image_shape, class_names)
@@ -155,15 +164,29 @@ class Diffusion(TrainableGenerator):
         return DPMSolverMultistepScheduler(**scheduler_kwargs(self.cfg), algorithm_type="dpmsolver++",
                                            timestep_spacing="trailing", thresholding=True, sample_max_value=1.0)
 
-    def denoise(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Run the sampler from noise x to images, with classifier-free guidance."""
+    def denoise(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, x0: torch.Tensor | None = None,
+                strength: float = 1.0) -> torch.Tensor:
+        """Run the sampler from noise x to images, with classifier-free guidance. With `x0` (padded images in
+        [-1, 1]): SDEdit, i.e. x0 noised with x to the timestep that leaves strength x sampling_steps steps, then
+        denoised from there (as diffusers' img2img pipelines do)."""
         scheduler = self.make_scheduler()  # a fresh one per batch: multistep solvers keep history
         scheduler.set_timesteps(self.cfg.sampling_steps)
-        x = x * scheduler.init_noise_sigma
+        timesteps = scheduler.timesteps
+        if x0 is None:
+            x = x * scheduler.init_noise_sigma
+        else:
+            run = min(int(self.cfg.sampling_steps * strength), self.cfg.sampling_steps)
+            if run == 0:
+                return x0
+            start = self.cfg.sampling_steps - run
+            timesteps = timesteps[start:]
+            if hasattr(scheduler, "set_begin_index"):  # multistep solvers count steps from here
+                scheduler.set_begin_index(start)
+            x = scheduler.add_noise(x0, x, timesteps[:1])
         scale = self.cfg.guidance_scale
         guided = scale != 1.0
         labels = torch.cat([y, torch.full_like(y, self.null_class)]) if guided else y
-        for t in scheduler.timesteps:
+        for t in timesteps:
             model_in = scheduler.scale_model_input(x, t)
             model_in = torch.cat([model_in, model_in]) if guided else model_in
             with self.autocast():
@@ -175,17 +198,42 @@ class Diffusion(TrainableGenerator):
             x = scheduler.step(eps, t, x).prev_sample
         return x
 
+    def image_strengths(self, n: int, seed: int) -> list[float]:
+        """The strength of each variation: drawn per image from `strengths` with (seed, position), so it does not
+        depend on the batch size."""
+        return [float(self.cfg.strengths[int(np.random.default_rng([seed, i]).integers(len(self.cfg.strengths)))])
+                for i in range(n)]
+
+    def sample_details(self, labels: torch.Tensor, seed: int, with_sources: bool = False) -> dict[str, list[Any]]:
+        return {"strength": self.image_strengths(len(labels), seed)} if with_sources else {}
+
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256) -> torch.Tensor:
+    def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256, sources: torch.Tensor | None = None) -> torch.Tensor:
         labels = self.check_labels(labels)
         noise = torch.randn(len(labels), self.image_shape[0], *self.padded, generator=torch.Generator().manual_seed(seed))
         net = self.ema.model if self.ema is not None else self.unet
+        if sources is not None:
+            return self.vary(net, labels, check_sources(self, labels, sources), noise, seed, batch_size)
         out = [torch.empty((0, *self.image_shape), dtype=torch.uint8)]
         with eval_mode(net):
             for xb, yb in zip(noise.split(batch_size), labels.split(batch_size)):
                 x = self.denoise(net, xb.to(self.device), yb.to(self.device))
                 out.append(to_uint8(self.crop(x)).cpu())
         return torch.cat(out)
+
+    def vary(self, net: nn.Module, labels: torch.Tensor, sources: torch.Tensor, noise: torch.Tensor, seed: int,
+             batch_size: int) -> torch.Tensor:
+        """SDEdit variations: image i is sources[i] noised to its strength and denoised towards class labels[i]."""
+        out = torch.empty((len(labels), *self.image_shape), dtype=torch.uint8)
+        strengths = self.image_strengths(len(labels), seed)
+        with eval_mode(net):
+            for strength in sorted(set(strengths)):  # one starting timestep per sampler run
+                members = torch.tensor([i for i, s in enumerate(strengths) if s == strength], dtype=torch.int64)
+                for chunk in members.split(batch_size):
+                    x0 = self.pad(to_signed(sources[chunk])).to(self.device)
+                    x = self.denoise(net, noise[chunk].to(self.device), labels[chunk].to(self.device), x0=x0, strength=strength)
+                    out[chunk] = to_uint8(self.crop(x)).cpu()
+        return out
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         net = self.ema.model if self.ema is not None else self.unet

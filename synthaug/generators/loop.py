@@ -17,7 +17,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from synthaug.data.base import ImageDataset
+from synthaug.config import ConfigError
+from synthaug.data.base import ImageDataset, MismatchError, UnlabelledImages
 from synthaug.generators.base import Generator, GeneratorConfig
 from synthaug.generators.health import HealthMonitor, HealthWarning, class_diversity
 from synthaug.runs import Run
@@ -124,13 +125,6 @@ class TrainableGenerator(Generator):
     def health_monitor(self) -> HealthMonitor | None:
         return None
 
-    def check_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        labels = torch.as_tensor(labels, dtype=torch.int64).flatten()
-        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            raise ValueError(f"labels must be in [0, {self.num_classes - 1}] for classes {self.class_names}, "
-                             f"got {int(labels.min())}..{int(labels.max())}")
-        return labels
-
     @property
     def stop_on_unhealthy(self) -> bool:
         return False
@@ -145,14 +139,16 @@ class TrainableGenerator(Generator):
         if len(data) == 0:
             raise ValueError("cannot train a generator on an empty dataset")
 
-    def fit(self, data: ImageDataset, run: Run | None = None, resume: bool = False) -> dict[str, Any]:
-        return GeneratorTrainer(self, data, run).run(resume)
+    def fit(self, data: ImageDataset, run: Run | None = None, resume: bool = False,
+            unlabelled: UnlabelledImages | None = None) -> dict[str, Any]:
+        return GeneratorTrainer(self, data, run, unlabelled).run(resume)
 
 
 class GeneratorTrainer:
     """Runs `gen.train_step` for cfg.steps steps with checkpoints, logs, grids and health checks."""
 
-    def __init__(self, gen: TrainableGenerator, data: ImageDataset, run: Run | None) -> None:
+    def __init__(self, gen: TrainableGenerator, data: ImageDataset, run: Run | None,
+                 unlabelled: UnlabelledImages | None = None) -> None:
         gen.check_data(data)
         self.gen, self.cfg, self.run_dir = gen, gen.cfg, run
         self.dist = distributed.current()
@@ -161,7 +157,10 @@ class GeneratorTrainer:
         self.images, self.labels = data.images.to(gen.device), data.labels.to(gen.device)
         self.g_batch = torch.Generator().manual_seed(self.cfg.seed + 1)  # batch order (CPU, like the sampler)
         self.g_noise = torch.Generator(device=gen.device).manual_seed(self.cfg.seed + 2)  # noise, timesteps, augmentation
-        self.sampler = BatchSampler(len(data), self.cfg.batch_size, self.g_batch)
+        if unlabelled is None:
+            self.sampler = BatchSampler(len(data), self.cfg.batch_size, self.g_batch)
+        else:
+            self.add_pool(data, unlabelled)
         self.optimizers = gen.setup_training()
         self.trained = self._trained_networks()
         gen._parallel = {name: self.dist.wrap(net, gen.device) for name, net in self.trained.items()} if self.dist.enabled else {}
@@ -175,6 +174,21 @@ class GeneratorTrainer:
         """The networks whose parameters the optimisers update (EMA copies are not among them)."""
         updated = {id(p) for opt in self.optimizers.values() for group in opt.param_groups for p in group["params"]}
         return {name: net for name, net in self.gen.networks().items() if any(id(p) in updated for p in net.parameters())}
+
+    def add_pool(self, data: ImageDataset, pool: UnlabelledImages) -> None:
+        """Semi-supervised training: pool images enter with the generator's null label (the classifier-free-guidance
+        slot). The labelled images keep a fixed share of every batch: at their natural share (200 among 60,000)
+        the class conditioning is never learnt (ECOSYSTEM_NOTES)."""
+        null = getattr(self.gen, "null_class", None)
+        if null is None:
+            raise ConfigError(f"{self.gen.name} cannot train on unlabelled images (it has no unconditional label); "
+                              "use the diffusion generator")
+        if tuple(pool.images.shape[1:]) != tuple(data.images.shape[1:]):
+            raise MismatchError(f"unlabelled images {tuple(pool.images.shape[1:])} differ in shape from the labelled "
+                                f"{tuple(data.images.shape[1:])}")
+        self.images = torch.cat([self.images, pool.images.to(self.gen.device)])
+        self.labels = torch.cat([self.labels, torch.full((len(pool),), null, dtype=torch.int64, device=self.gen.device)])
+        self.sampler = BatchSampler(len(data), self.cfg.batch_size, self.g_batch, len(pool), self.gen.cfg.labelled_share)
 
     def next_batch(self) -> Batch:
         """This process's rows of the global batch (all of it in one process)."""

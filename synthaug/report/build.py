@@ -86,6 +86,7 @@ class ReportBuilder:
         self.add(Heading(f"synthaug report: {meta.get('name', 'experiment')}", 1))
         if meta.get("notice"):
             self.add(Para(meta["notice"]))
+        self.leakage()
         data = self.config.get("resolved_data", {})
         regime = ", ".join(f"{k}={v}" for k, v in data.items() if k in ("per_class", "fraction", "imbalance_ratio") and v is not None)
         self.add(Para(f"Dataset **{meta.get('dataset')}** ({regime or 'full training set'}); classifier "
@@ -94,7 +95,8 @@ class ReportBuilder:
                       f"Run took {meta.get('seconds', 0) / 60:.1f} min ({meta.get('steps_ran')} steps run, "
                       f"{meta.get('steps_reused')} reused from cache); synthaug {meta.get('synthaug_version')}."))
         for section in (self.compare, self.views, self.training_length, self.quality, self.samples, self.losses, self.confusions, self.p_real,
-                        self.data_efficiency, self.transfer, self.imbalance, self.optimizers, self.pca, self.costs):
+                        self.data_efficiency, self.transfer, self.imbalance, self.unlabelled, self.optimizers, self.pca,
+                        self.costs):
             section()
         md = to_markdown(self.blocks, self.out)
         write_text_atomic(self.out / "report.md", md)
@@ -102,6 +104,17 @@ class ReportBuilder:
         return self.out / "report.md", self.out / "report.html"
 
     # --- sections ---------------------------------------------------------------------------------------
+    def leakage(self) -> None:
+        """The warning of synthetic sets from pretrained models, at the top: they may have seen the test set."""
+        warned: dict[str, str] = {}
+        for name, per_seed in self.artefacts.get("synthetic", {}).items():
+            for entry in per_seed.values():
+                manifest = Path(entry["dir"]) / "manifest.json"
+                if manifest.is_file() and (text := json.loads(manifest.read_text()).get("leakage_warning")):
+                    warned[name] = text
+        if warned:
+            self.add(Para(f"**Leakage warning** (synthetic sets {', '.join(sorted(warned))}): {next(iter(warned.values()))}."))
+
     def compare(self) -> None:
         entry = self.summary.get("compare")
         if not entry:
@@ -335,6 +348,74 @@ class ReportBuilder:
         if entry:
             self.add(Heading("Class imbalance: rebalancing with synthetic images"),
                      arm_table(entry, metric="balanced_accuracy", extra=("minority_recall", "macro_f1", "accuracy")))
+
+    def unlabelled(self) -> None:
+        """The unlabelled-pool study: the arm table, accuracy against strength t, and sources beside their variations."""
+        import re
+
+        entry = self.summary.get("unlabelled")
+        if not entry:
+            return
+        pseudo = self.artefacts.get("pseudo_label", {})
+        kept = ", ".join(f"seed {s}: {v['kept']} of {v['pool']}" for s, v in sorted(pseudo.items(), key=lambda kv: int(kv[0])))
+        self.add(Heading("Unlabelled pool: variations, class samples and pseudo-labelling"),
+                 Para("Variations: each labelled image noised to strength t and denoised towards its class (SDEdit), M per "
+                      "image, mixed in at the configured share of each batch. t = 0 would be the real image itself (the "
+                      "baseline), t = 1 generation from pure noise. Pseudo-labelling uses the same pool directly: the "
+                      f"baseline classifier labels the pool images it is sure of (kept: {kept or 'none'})."),
+                 arm_table(entry, extra=("macro_f1",)))
+        curves: dict[str, dict[float, dict]] = {}
+        for arm, metrics in entry["arms"].items():
+            match = re.match(r"(.+) variations t=([0-9.]+) (M=\d+)$", arm)
+            if match:
+                curves.setdefault(f"{match.group(1)} {match.group(3)}", {})[float(match.group(2))] = metrics["accuracy"]
+        base = entry["arms"].get(entry["baseline"], {}).get("accuracy")
+        if curves and base:
+            ts = sorted({0.0, *{t for c in curves.values() for t in c}})
+            series = {name: [c.get(t, base if t == 0.0 else {"mean": float("nan")}) for t in ts] for name, c in curves.items()}
+            path = figures.curve_figure(self.figures / "accuracy-vs-strength.png", ts, series, "strength t (0 = the real image)",
+                                        "test accuracy", "Variations: accuracy vs strength")
+            self.add(Figure(path, "mean test accuracy with 95% CI over seeds; t = 0 is the baseline"))
+        grid = self._variation_grid()
+        if grid:
+            self.add(Figure(grid, "variation grid: each row a labelled image (left) and its variations at each strength"))
+
+    def _variation_grid(self) -> Path | None:
+        """Rows: one labelled image per class, then its first variation at each strength (first seed, first M)."""
+        import re
+
+        from synthaug.plots import save_class_grid
+        from synthaug.synthetic import read_manifest, read_synthetic
+        from synthaug.synthetic.make import generator_data_config
+
+        sets = {}
+        for label, per_seed in self.artefacts.get("synthetic", {}).items():
+            match = re.match(r"(.+)-var-t([0-9.]+)-m(\d+)$", label)
+            if match:
+                first = per_seed[sorted(per_seed, key=int)[0]]
+                sets.setdefault(match.group(1), {}).setdefault(int(match.group(3)), {})[float(match.group(2))] = Path(first["dir"])
+        if not sets:
+            return None
+        name, by_m = next(iter(sets.items()))
+        by_t = by_m[min(by_m)]
+        strengths = sorted(by_t)
+        from synthaug.data import load_data
+
+        manifest = read_manifest(by_t[strengths[0]])
+        train = load_data(generator_data_config(manifest["generator"]["run"])).train
+        rows, labels, titles = [], [], []
+        for k, cls in enumerate(train.class_names):
+            source = int((train.labels == k).nonzero()[0])
+            row = [train.images[source].numpy()]
+            for t in strengths:
+                ds, details = read_synthetic(by_t[t], verify=False), read_manifest(by_t[t]).get("per_image", {})
+                position = details.get("source_index", []).index(source) if source in details.get("source_index", []) else None
+                row.append(ds.images[position].numpy() if position is not None else np.full_like(row[0], 255))
+            rows += row
+            labels += [k] * len(row)
+            titles.append(cls)
+        return save_class_grid(np.stack(rows), np.array(labels), titles, self.figures / f"variations-{name}.png",
+                               per_class=1 + len(strengths))
 
     def optimizers(self) -> None:
         entry = self.summary.get("optimizers")

@@ -79,7 +79,7 @@ def _reference_classifier(cfg: EvaluateConfig, data_cfg: DataConfig) -> tuple[st
     if cfg.classifier_run:
         return cfg.classifier_run, None
     full_cfg = replace(data_cfg, per_class=None, fraction=None, class_counts=None, imbalance_ratio=None,
-                       minority_classes=None, val_fraction=0.0, seed=0)
+                       minority_classes=None, val_fraction=0.0, unlabelled=None, seed=0)
     train_cfg = TrainConfig(model="small-cnn", recipe="plain", epochs=5, min_steps=1, batch_size=128, augment=["crop"],
                             progress=False, device=cfg.device)
     folder = default_cache_root() / "evaluators" / config_hash([full_cfg, train_cfg])

@@ -7,14 +7,14 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from synthaug.config import from_dict
+from synthaug.config import ConfigError, from_dict
 from synthaug.data import DataConfig, ImageDataset, MismatchError, load_data
-from synthaug.generators.base import WEIGHTS_FILE, read_spec
+from synthaug.generators.base import WEIGHTS_FILE, SourceImages, cycle_sources, read_spec
 from synthaug.generators.ensemble import load_generators
 from synthaug.synthetic.filters import FilterContext, SampleFilter, parse_filter
 from synthaug.synthetic.store import write_synthetic
@@ -29,6 +29,9 @@ class SynthConfig:
     ensemble: list[str] = field(default_factory=list)  # more generator folders sampled with it, an equal share each
     sampling: dict[str, Any] = field(default_factory=dict)  # sampling settings for every generator, e.g. noise_scale
     per_class: int = 1000  # images to keep per class after filtering
+    mode: Literal["auto", "labels", "variations"] = "auto"  # labels: sample from class labels; variations: vary real
+    #   source images (img2img, style transfer, SDEdit); auto: variations for generators that need source images
+    per_image: int | None = None  # variations mode: images per source image (per-class targets become this x sources)
     filters: list[str] = field(default_factory=list)  # e.g. confidence:tau=0.8, dedup:ratio=0.1, memorisation:ratio=0.5
     classifier_run: str | None = None  # classifier for filters (default: train one on the generator's real data, cached)
     oversample: float = 1.5  # candidates drawn per round, as a multiple of the images still missing
@@ -50,6 +53,10 @@ class SynthConfig:
             raise ValueError(f"SynthConfig.oversample must be >= 1, got {self.oversample}")
         if self.max_candidates < 1:
             raise ValueError(f"SynthConfig.max_candidates must be >= 1, got {self.max_candidates}")
+        if self.mode not in ("auto", "labels", "variations"):
+            raise ValueError(f"SynthConfig.mode must be auto, labels or variations, got {self.mode!r}")
+        if self.per_image is not None and (self.per_image < 1 or self.counts):
+            raise ValueError(f"SynthConfig.per_image must be >= 1 and cannot be combined with counts, got {self.per_image}")
 
 
 def generator_data_config(generator_run: str | Path) -> DataConfig:
@@ -91,9 +98,50 @@ def filter_classifier(cfg: SynthConfig, real: ImageDataset) -> torch.nn.Module:
     return model
 
 
-def _draw(generator, counts: dict[int, int], seed: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass
+class Variations:
+    """Variations mode: the source images, and how many requests of each class they have served (so that rounds
+    continue the rotation of cycle_sources: with per_image M, every source image gets M variations)."""
+
+    sources: SourceImages
+    origin: str  # where the sources came from, for the manifest
+    served: dict[int, int] = field(default_factory=dict)
+
+
+def _variations(cfg: SynthConfig, generator, real: ImageDataset | None) -> Variations | None:
+    """None in labels mode; else the generator's own source images or the real training split of its run."""
+    takes = getattr(generator, "takes_sources", "no")
+    mode = cfg.mode if cfg.mode != "auto" else ("variations" if takes == "required" else "labels")
+    if mode == "labels":
+        if takes == "required":
+            raise ConfigError(f"generator {generator.name} makes variations of real images and cannot sample from labels "
+                              "alone; use --mode variations (or auto)")
+        if cfg.per_image is not None:
+            raise ConfigError("--per-image counts variations per source image: it needs --mode variations")
+        return None
+    if takes == "no":
+        raise ConfigError(f"generator {generator.name} samples from class labels only and cannot vary source images; "
+                          "use --mode labels")
+    if cfg.ensemble:
+        raise ConfigError("--ensemble is not supported in variations mode; make one synthetic set per generator")
+    own = generator.source_set()
+    if own is not None:
+        return Variations(own, "the generator's run folder (training images kept at fit)")
+    real = real if real is not None else load_data(generator_data_config(cfg.generator_run)).train
+    return Variations(SourceImages(real.images, real.labels, torch.arange(len(real))), "the real training split of the generator's run")
+
+
+def _draw(generator, counts: dict[int, int], seed: int, batch_size: int,
+          variations: Variations | None) -> tuple[torch.Tensor, torch.Tensor, dict[str, list[Any]]]:
+    """Sample one round; returns images, labels and per-image details (source index, prompt, strength, ...)."""
     labels = torch.cat([torch.full((n,), c, dtype=torch.int64) for c, n in counts.items() if n > 0])
-    return generator.sample(labels, seed=seed, batch_size=batch_size), labels
+    details = getattr(generator, "sample_details", None)
+    if variations is None:
+        images = generator.sample(labels, seed=seed, batch_size=batch_size)
+        return images, labels, details(labels, seed) if details else {}
+    picks = cycle_sources(variations.sources, labels, variations.served)
+    images = generator.sample(labels, seed=seed, batch_size=batch_size, sources=variations.sources.images[picks])
+    return images, labels, {"source_index": variations.sources.index[picks].tolist(), **details(labels, seed, with_sources=True)}
 
 
 def make_synthetic(cfg: SynthConfig, out: str | Path, real: ImageDataset | None = None) -> dict[str, Any]:
@@ -110,12 +158,15 @@ def make_synthetic(cfg: SynthConfig, out: str | Path, real: ImageDataset | None 
         _check_classes(list(cfg.counts), names)
         wanted = [c for c in wanted if cfg.counts.get(names[c], cfg.per_class) > 0]
     target = {c: (cfg.counts or {}).get(names[c], cfg.per_class) for c in wanted}
+    variations = _variations(cfg, generator, real)
+    if variations is not None and cfg.per_image is not None:
+        target = {c: cfg.per_image * int((variations.sources.labels == c).sum()) for c in wanted}
     filters: list[SampleFilter] = [parse_filter(f) for f in cfg.filters]
     ctx = None
     if filters:
         real = real if real is not None else load_data(generator_data_config(cfg.generator_run)).train
         ctx = FilterContext(filter_classifier(cfg, real), real.images, real.labels)
-    pool_images, pool_labels = [], []
+    pool_images, pool_labels, pool_details = [], [], []
     pool_scores: dict[str, list[np.ndarray]] = {f.name: [] for f in filters}
     generated = {c: 0 for c in wanted}
     kept_mask = np.zeros(0, dtype=bool)
@@ -128,11 +179,12 @@ def make_synthetic(cfg: SynthConfig, out: str | Path, real: ImageDataset | None 
         counts = {c: n for c, n in counts.items() if n > 0}
         if not counts:
             break
-        images, labels = _draw(generator, counts, seed=cfg.seed * 1_000_003 + round_, batch_size=cfg.batch_size)
+        images, labels, details = _draw(generator, counts, cfg.seed * 1_000_003 + round_, cfg.batch_size, variations)
         for c, n in counts.items():
             generated[c] += n
         pool_images.append(images)
         pool_labels.append(labels)
+        pool_details.append(details)
         for f in filters:
             pool_scores[f.name].append(f.score(images, labels, ctx))
         kept_mask = _apply(filters, pool_scores, torch.cat(pool_labels))
@@ -143,12 +195,31 @@ def make_synthetic(cfg: SynthConfig, out: str | Path, real: ImageDataset | None 
     final = _first_per_class(kept_mask, all_labels, target, filters, pool_scores)
     ds = _as_dataset(all_images, all_labels, final, names, wanted, filters, pool_scores)
     manifest = _manifest(cfg, names, target, generated, all_labels, kept_mask, filters, pool_scores, ds)
+    manifest["mode"] = "labels" if variations is None else "variations"
+    if variations is not None:
+        manifest["source_images"] = {"from": variations.origin, "count": len(variations.sources),
+                                     "index_means": "position in the real training split of the generator's run (config.json data)"}
+    per_image = _per_image(pool_details, final)
+    if per_image:
+        manifest["per_image"] = per_image  # e.g. source_index, prompt, strength of each stored image, in order
+    if manifest["generator"].get("pretrained"):
+        manifest["leakage_warning"] = manifest["generator"]["pretrained"]["leakage_warning"]
+        log.warning("%s: %s", manifest["generator"]["name"], manifest["leakage_warning"])
     for c in wanted:
         if manifest["kept_per_class"][names[c]] < target[c]:
             log.warning("class %r: only %d of %d images passed the filters after %d candidates",
                         names[c], manifest["kept_per_class"][names[c]], target[c], generated[c])
     write_synthetic(ds, out, manifest, export_png=cfg.export_png)
     return manifest
+
+
+def _per_image(pool_details: list[dict[str, list[Any]]], final: np.ndarray) -> dict[str, list[Any]]:
+    """The per-image details of every round (same keys each round, one entry per candidate) joined, then cut to
+    the kept images, in stored order."""
+    if not pool_details or not pool_details[0]:
+        return {}
+    joined = {k: [v for details in pool_details for v in details[k]] for k in pool_details[0]}
+    return {k: [values[i] for i in final.tolist()] for k, values in joined.items()}
 
 
 def _check_classes(classes: list[str], names: list[str]) -> list[str]:
@@ -197,8 +268,11 @@ def _as_dataset(images, labels, final, names, wanted, filters, scores) -> ImageD
 
 def _generator_entry(run: str) -> dict[str, Any]:
     spec = read_spec(run)
-    return {"name": spec["generator"], "run": str(Path(run).resolve()), "config_hash": config_hash(spec["config"]),
-            "checkpoint_digest": file_digest(Path(run) / WEIGHTS_FILE, 64)}
+    entry = {"name": spec["generator"], "run": str(Path(run).resolve()), "config_hash": config_hash(spec["config"]),
+             "checkpoint_digest": file_digest(Path(run) / WEIGHTS_FILE, 64)}
+    if "pretrained" in spec:  # model id / folder, revision and commit, prompts, leakage warning
+        entry["pretrained"] = spec["pretrained"]
+    return entry
 
 
 def _manifest(cfg, names, target, generated, labels, kept_mask, filters, scores, ds) -> dict[str, Any]:

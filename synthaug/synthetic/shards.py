@@ -33,7 +33,7 @@ from synthaug.utils import to_jsonable
 CHUNK_PER_CLASS = 100  # default images per class in one chunk (the unit of sharding)
 CHUNK_SEED_STRIDE = 1_000_000  # chunk k of base seed s samples with seed s * stride + k: disjoint for k < stride
 # settings that may differ between the shards of one set: where they ran, not what they made
-PLACE_ONLY = {"generator_run", "ensemble", "device", "progress", "export_png", "seed", "counts", "classes", "per_class"}
+PLACE_ONLY = {"generator_run", "ensemble", "device", "progress", "export_png", "seed", "counts", "classes", "per_class", "mode"}
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -81,7 +81,13 @@ def make_shard(cfg: SynthConfig, shard: tuple[int, int], out: str | Path, chunk_
     from synthaug.generators.base import read_spec
     from synthaug.synthetic.make import generator_data_config
 
+    from synthaug.generators import GENERATORS
+
     index, count = shard
+    needs_sources = GENERATORS.resolve(read_spec(cfg.generator_run)["generator"])[0].takes_sources == "required"
+    if cfg.per_image is not None or cfg.mode == "variations" or (cfg.mode == "auto" and needs_sources):
+        raise ConfigError("--shard splits sets sampled from class labels; variations of real images (--mode variations, "
+                          "--per-image, or a generator that needs source images) are made in one go")
     if chunk_per_class < 1:
         raise ConfigError(f"--chunk-per-class must be >= 1, got {chunk_per_class}")
     if cfg.filters and not cfg.classifier_run:
@@ -100,7 +106,7 @@ def make_shard(cfg: SynthConfig, shard: tuple[int, int], out: str | Path, chunk_
     parts, manifests = [], []
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.chunks.", dir=out.parent) as tmp:
         for k in mine:
-            chunk_cfg = replace(cfg, classes=None, counts={name: plan[k].get(name, 0) for name in names},
+            chunk_cfg = replace(cfg, mode="labels", classes=None, counts={name: plan[k].get(name, 0) for name in names},
                                 seed=chunk_seed(cfg.seed, k), export_png=False)
             manifests.append(make_synthetic(chunk_cfg, Path(tmp) / f"chunk_{k}", real=real))
             parts.append(read_synthetic(Path(tmp) / f"chunk_{k}"))
