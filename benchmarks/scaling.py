@@ -7,7 +7,8 @@ overhead of data-parallel (torchrun) training on CPU processes.
 `grid` runs the experiment once per mode into a fresh folder, one after another (back to back, so that a
 shared machine's load hits them alike), and reports wall time, the ratio to the first mode, and whether
 results.csv came out identical. Modes: seq (no executor, torch's default threads: what `make demo` does),
-local:N (N worker processes, cores / N threads each), dask:N (a LocalCluster of N workers).
+seq:T (no executor, T torch threads), local:N (N worker processes, cores / N threads each), local:N:T
+(N workers of T threads), dask:N (a LocalCluster of N workers).
 
 `ddp` trains the classifier (small-cnn, Fashion-MNIST 20 per class, or digits) and the cgan for --steps
 steps in one process (1 and 2 threads) and in 2 torchrun processes (1 thread each), with the same global
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def synthaug(args: list[str], nproc: int = 1, threads: int | None = None) -> None:
+    """The CLI in a fresh process (under torchrun when nproc > 1); threads: OMP_NUM_THREADS, torch's default."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
@@ -46,11 +48,17 @@ def grid(args: argparse.Namespace) -> list[dict]:
     results = []
     for mode in args.modes.split(","):
         folder = out / mode.replace(":", "-")
-        extra = [] if mode == "seq" else ["--executor", mode.split(":")[0], "--workers", mode.split(":")[1]]
+        kind, *numbers = mode.split(":")
+        threads = None
+        if kind == "seq":
+            extra, threads = [], int(numbers[0]) if numbers else None
+        else:
+            extra = ["--executor", kind, "--workers", numbers[0], *(["--threads", numbers[1]] if len(numbers) > 1 else [])]
         if args.seeds:
             extra += ["--seeds", args.seeds]
         start = time.perf_counter()
-        synthaug(["run", args.config, "--out", str(folder), "--no-report", *extra, *sum((["--set", s] for s in args.set), [])])
+        synthaug(["run", args.config, "--out", str(folder), "--no-report", *extra, *sum((["--set", s] for s in args.set), [])],
+                 threads=threads)
         seconds = time.perf_counter() - start
         meta = json.loads((folder / "summary.json").read_text())["_meta"]
         same = filecmp.cmp(folder / "results.csv", out / args.modes.split(",")[0].replace(":", "-") / "results.csv",

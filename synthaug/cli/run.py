@@ -31,9 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override a config value, e.g. --set classifier.steps=200 (repeatable)")
     p.add_argument("--no-report", action="store_true", help="skip report.html / report.md")
     g = p.add_argument_group("executor", "Run the experiment's steps (generator fits, sampling, classifier runs) as "
-                                         "tasks, several at once; results are the same as without an executor. "
-                                         "docs/scaling.md has the cluster recipes.")
-    g.add_argument("--executor", choices=["local", "dask", "slurm"],
+                                         "tasks, several at once; the results are those of a run without executor "
+                                         "at the same torch thread count. docs/scaling.md has the cluster recipes.")
+    from synthaug.experiments.executors import EXECUTORS
+
+    g.add_argument("--executor", choices=list(EXECUTORS),
                    help="local: worker processes here; dask: a Dask cluster (--scheduler, or a local one on 127.0.0.1); "
                         "slurm: one Slurm job per step (submitit). Default: one step after another in this process")
     g.add_argument("--workers", type=int, help="local / dask without --scheduler: worker processes (default: CPU cores); "
