@@ -93,6 +93,29 @@ def test_ddp_cgan_tracks_one_process_and_resumes_in_one(tmp_path):
         assert sum(diffs) / len(diffs) < 0.1 and max(diffs) < 0.25, (key, one_curve, two_curve)
 
 
+@pytest.mark.slow
+def test_ddp_default_classifier_and_other_generators(tmp_path):
+    """small-cnn (batch norm, per process on CPU, and dropout) tracks the one-process curve within 0.1 on average;
+    diffusion and cvae train in 2 processes to the end (their weights checked equal) and write their run folders."""
+    (tmp_path / "cfg.yaml").write_text("train:\n  log_every: 10\n")
+    args = ["train", "--config", str(tmp_path / "cfg.yaml"), "--dataset", "digits", "--per-class", "20", "--steps", "60",
+            "--batch-size", "32", "--threads", "1", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    two = torchrun([*args, "--out", str(tmp_path / "two")])
+    assert two.returncode == 0, two.stderr[-3000:]
+    one_curve, two_curve = loss_rows(tmp_path / "one"), loss_rows(tmp_path / "two")
+    diffs = [abs(two_curve[s] - one_curve[s]) for s in one_curve]
+    assert sorted(two_curve) == sorted(one_curve) and sum(diffs) / len(diffs) < 0.1, (one_curve, two_curve)
+    for generator, extra in (("diffusion", ["--set", "block_out_channels=[8,16]", "--set", "sampling_steps=2"]), ("cvae", [])):
+        out = tmp_path / generator
+        run = torchrun(["generator", "fit", "--generator", generator, "--dataset", "digits", "--per-class", "10",
+                        "--image-size", "16", "--steps", "20", "--batch-size", "16", "--log-every", "5", "--sample-every",
+                        "10", "--checkpoint-every", "10", "--threads", "1", "--no-progress", *extra, "--out", str(out)])
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert json.loads((out / "summary.json").read_text())["processes"] == 2
+        assert (out / "generator.safetensors").exists() and sorted(loss_rows(out)) == [5, 10, 15, 20]
+
+
 def test_ddp_replica_check_catches_unsynchronised_weights(tmp_path):
     """The check that ends every data-parallel run raises when the processes' weights differ."""
     script = tmp_path / "replicas.py"
@@ -298,6 +321,32 @@ def test_executor_bad_input_is_a_clear_error(tmp_path, capsys):
     assert "--workers sets up an executor: add --executor" in capsys.readouterr().err
     assert main(["run", "configs/quickstart.yaml", "--out", str(tmp_path), "--executor", "slurm"]) == 2
     assert "`sbatch` is not on this machine's PATH" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_every_kind_plans_and_runs_on_an_executor_with_the_sequential_rows(tiny_run, tmp_path):
+    """compare, p-real, transfer, data-efficiency, optimizers and imbalance (the conftest's tiny experiment), and
+    the unlabelled kind, each on 2 local workers: the rows of the sequential run, no step left to the final pass."""
+    from synthaug.experiments import run_experiment
+    from synthaug.experiments.executors import LocalExecutor
+
+    sequential_dir, cfg, _ = tiny_run
+    summary = run_experiment(cfg, tmp_path / "all", report=False, executor=LocalExecutor(workers=2, threads=1))
+    assert rows(tmp_path / "all") == rows(sequential_dir)
+    assert summary["_meta"]["executor"]["steps_run_after"] == 0
+
+    diffusion = {"steps": 4, "batch_size": 16, "block_out_channels": [8, 16], "num_train_timesteps": 50,
+                 "sampling_steps": 4, "sample_every": 4, "checkpoint_every": 4, "log_every": 2}
+    unlabelled = tiny_config(kinds=["unlabelled"], seeds=[0, 1],
+                             data={"dataset": "digits", "per_class": 6, "classes": ["0", "1", "7"], "unlabelled": 90},
+                             generators=[{"name": "semi", "generator": "diffusion", "unlabelled": True, "config": diffusion},
+                                         {"name": "small", "generator": "diffusion", "config": diffusion}],
+                             unlabelled={"strengths": [0.5, 1.0], "per_image": [2], "pseudo_label_tau": 0.0,
+                                         "pseudo_label_max": 40})
+    run_experiment(unlabelled, tmp_path / "seq", report=False)
+    summary = run_experiment(unlabelled, tmp_path / "par", report=False, executor=LocalExecutor(workers=2, threads=1))
+    assert rows(tmp_path / "par") == rows(tmp_path / "seq")
+    assert summary["_meta"]["executor"]["steps_run_after"] == 0
 
 
 @pytest.mark.slow
