@@ -53,7 +53,8 @@ def fit_generator(generator: str, data: ImageDataset, out: str | Path, resume: b
     gen = build_generator(generator, settings, data)
     run.write_config({"generator": generator, "data": data.provenance.get("data_config"), "config": to_jsonable(gen.cfg)})
     summary = gen.fit(data, run, resume=resume)
-    gen.save(run.path)
+    if run.writes:  # under torchrun: rank 0
+        gen.save(run.path)
     run.write_json("summary.json", summary)
     run.close()
     return gen

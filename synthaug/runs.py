@@ -53,17 +53,27 @@ def check_resume_matches(run: "Run", now: dict[str, Any], resumable: set[str], m
 
 
 class Run:
-    """One run folder. Everything a run writes goes through here."""
+    """One run folder. Everything a run writes goes through here.
+
+    Under torchrun only rank 0 writes: on the other ranks a Run creates nothing and its write methods do
+    nothing, while `file()` still names the files (every rank reads a checkpoint to resume); code that writes
+    through a path itself checks `writes`.
+    """
 
     def __init__(self, path: str | Path, resume: bool = False) -> None:
+        from synthaug.training.distributed import is_main  # here: synthaug.training imports this module
+
         self.path = Path(path)
+        self.writes = is_main()
+        self.logger = logging.getLogger(f"synthaug.run.{self.path}")
+        if not self.writes:
+            return
         if self.path.exists() and any(self.path.iterdir()) and not resume:
             if (self.path / "config.json").exists():
                 raise FileExistsError(
                     f"run folder {self.path} already holds a run; pass --resume to continue it or choose another --out"
                 )
         self.path.mkdir(parents=True, exist_ok=True)
-        self.logger = logging.getLogger(f"synthaug.run.{self.path}")
         self.logger.setLevel(logging.INFO)
         self.logger.propagate = False
         if not self.logger.handlers:
@@ -75,20 +85,27 @@ class Run:
         return self.path / name
 
     def write_config(self, config: Any) -> None:
+        if not self.writes:
+            return
         payload = {"synthaug_version": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
                    "command": " ".join(sys.argv), **to_jsonable(config)}
         write_json_atomic(self.file("config.json"), payload)
 
     def write_json(self, name: str, obj: Any) -> Path:
-        write_json_atomic(self.file(name), obj)
+        if self.writes:
+            write_json_atomic(self.file(name), obj)
         return self.file(name)
 
     def log(self, message: str, echo: bool = False) -> None:
+        if not self.writes:
+            return
         self.logger.info(message)
         if echo:
             print(message, file=sys.stderr)
 
     def append_metrics(self, row: dict[str, Any]) -> None:
+        if not self.writes:
+            return
         row = {"time": round(time.time(), 3), **to_jsonable(row)}
         with open(self.file("metrics.jsonl"), "a") as f:
             f.write(json.dumps(row) + "\n")

@@ -39,3 +39,53 @@ def tiny_config(**overrides):
     }
     cfg.update(overrides)
     return from_dict(ExperimentConfig, cfg)
+
+
+def register_test_mlp() -> None:
+    """`test-mlp`: a classifier without batch norm or dropout, so that data-parallel training must match one
+    process exactly (up to float summation order): only the sharding and the gradient average are at work."""
+    from torch import nn
+
+    from synthaug.classifiers.registry import CLASSIFIERS, Backbone
+
+    if "test-mlp" in CLASSIFIERS:
+        return
+
+    @CLASSIFIERS.register("test-mlp")
+    class TestMLP(Backbone):
+        def __init__(self, in_channels: int, num_classes: int, image_size: int, pretrained: bool = False) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * image_size * image_size, 32), nn.Tanh())
+            self.feature_dim = 32
+            self.head = nn.Linear(32, num_classes)
+
+        def features(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x)
+
+
+class KillAfterCheckpoint:
+    """Wraps an experiment StepTask: the first time it runs (no `marker` file yet), its worker process is killed
+    with SIGKILL right after the classifier loop's first checkpoint, as an out-of-memory kill or a lost node would."""
+
+    def __init__(self, task, marker: str) -> None:
+        self.task, self.marker = task, marker
+        self.kind, self.folder, self.threads = task.kind, task.folder, None
+
+    def __call__(self):
+        import os
+        import signal
+        from pathlib import Path
+
+        from synthaug.training.loop import _Session
+
+        self.task.threads = self.threads
+        if not Path(self.marker).exists():
+            Path(self.marker).touch()
+            original = _Session.checkpoint
+
+            def checkpoint(session):
+                original(session)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            _Session.checkpoint = checkpoint
+        return self.task()

@@ -117,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
         from synthaug.generators.api import train_generator
 
         summary = train_generator(fit_config(args), args.out, resume=args.resume)
+        from synthaug.training.distributed import is_main
+
+        if not is_main():  # torchrun: rank 0 reports
+            return 0
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()}))
         print(f"run folder: {args.out}")
         return 0

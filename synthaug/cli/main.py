@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 # sub-command -> module in synthaug.cli that defines add_arguments(parser) and run(args) -> int
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun: join the process group first
+            _setup_distributed(args)
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted; re-run with --resume to continue from the last checkpoint", file=sys.stderr)
@@ -66,6 +69,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise
+    finally:
+        if "synthaug.training.distributed" in sys.modules:
+            sys.modules["synthaug.training.distributed"].shutdown()
+
+
+def _setup_distributed(args: argparse.Namespace) -> None:
+    """Under torchrun: refuse commands that do not train data-parallel, then join the process group (before
+    any model is built, so each process builds on the GPU of its local rank)."""
+    from synthaug.training import distributed
+
+    command = args.command + (f" {args.generator_command}" if args.command == "generator" else "")
+    distributed.check_command(command)
+    distributed.setup()
 
 
 if __name__ == "__main__":

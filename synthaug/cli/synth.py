@@ -1,4 +1,4 @@
-"""synthaug synth make | evaluate: curated synthetic datasets and how good they are."""
+"""synthaug synth make | merge | evaluate: curated synthetic datasets and how good they are."""
 
 from __future__ import annotations
 
@@ -37,7 +37,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     make.add_argument("--device", default="cpu")
     make.add_argument("--png", action="store_true", help="also export png/<class>/*.png")
     make.add_argument("--out", required=True, help="folder of the synthetic dataset")
+    make.add_argument("--shard", metavar="INDEX/COUNT",
+                      help="make only shard INDEX of COUNT (from 0), with its own seeds, e.g. on several machines; "
+                           "`synth merge` joins them into the set --shard 0/1 makes in one go")
+    make.add_argument("--chunk-per-class", type=int, metavar="N",
+                      help="with --shard: images per class in the chunks that shards share out (default 100)")
     make.set_defaults(_synth=run_make)
+    merge = sub.add_parser("merge", help="join the shards of `synth make --shard` into one synthetic dataset")
+    merge.add_argument("shards", nargs="+", metavar="SHARD", help="the shard folders (all of them, any order)")
+    merge.add_argument("--out", required=True, help="folder of the merged synthetic dataset")
+    merge.set_defaults(_synth=run_merge)
     evaluate = sub.add_parser("evaluate", help="FID, KID, IS, precision/recall, MMD, CAS, memorisation, per class")
     evaluate.add_argument("--synthetic", required=True, help="synthetic dataset folder (`synth make --out`)")
     evaluate.add_argument("--dataset", help="real dataset to compare with (default: the generator's)")
@@ -77,12 +86,28 @@ def run_make(args: argparse.Namespace) -> int:
         **extra, filters=args.filter, classifier_run=args.classifier_run, oversample=args.oversample,
         classes=[c.strip() for c in args.classes.split(",")] if args.classes else None, batch_size=args.batch_size,
         export_png=args.png, device=args.device, seed=args.seed))
-    manifest = make_synthetic(cfg, args.out)
+    if args.shard or args.chunk_per_class:
+        from synthaug.synthetic.shards import CHUNK_PER_CLASS, make_shard, parse_shard
+
+        if not args.shard:
+            raise ConfigError("--chunk-per-class sizes the chunks of a sharded set: add --shard INDEX/COUNT")
+        manifest = make_shard(cfg, parse_shard(args.shard), args.out, args.chunk_per_class or CHUNK_PER_CLASS)
+    else:
+        manifest = make_synthetic(cfg, args.out)
     print(json.dumps({"kept_per_class": manifest["kept_per_class"], "keep_rate_per_class": manifest["keep_rate_per_class"]},
                      indent=1))
     if manifest.get("leakage_warning"):
         print(f"WARNING: {manifest['leakage_warning']}")
     print(f"synthetic dataset: {args.out}")
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from synthaug.synthetic.shards import merge_shards
+
+    manifest = merge_shards(args.shards, args.out)
+    print(f"{manifest['total']} images ({', '.join(f'{k}: {v}' for k, v in manifest['kept_per_class'].items())}) "
+          f"from {len(args.shards)} shards: {args.out}")
     return 0
 
 

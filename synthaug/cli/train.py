@@ -99,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
     base = load_yaml(args.config) if args.config else {}
     cfg = from_dict(ClassifierRunConfig, merge(base, {"data": data_overrides(args), "train": train_overrides(args)}))
     metrics = train_classifier(cfg, args.out, resume=args.resume)
+    from synthaug.training.distributed import is_main
+
+    if not is_main():  # torchrun: rank 0 reports
+        return 0
     keys = ["accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1", "roc_auc"]
     print(json.dumps({k: round(metrics[k], 4) if metrics.get(k) is not None else None for k in keys}))
     print(f"run folder: {args.out}")

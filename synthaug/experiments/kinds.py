@@ -95,6 +95,8 @@ def transfer(exp: Experiment) -> None:
             mix_dir, _ = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-add", strategy="add")
             arms[f"train real+{spec.name} / test real"] = (mix_dir, None)
             arms[f"train real+{spec.name} / test {spec.name}"] = (mix_dir, held_out)
+            if exp.planning:  # the evaluations below read trained runs; planning only collects the steps above
+                continue
             for arm, (run_dir, test) in arms.items():
                 metrics = evaluate_run(run_dir, test if test is not None else splits.test)
                 exp.record("transfer", arm, seed, metrics)
@@ -132,6 +134,8 @@ def optimizers(exp: Experiment) -> None:
             _, tstr = exp.train_with_synthetic(seed, splits, synthetic, f"{label}-synthetic-only", strategy="synthetic-only")
             exp.add_row("optimizers", label, seed, "cas", tstr["accuracy"])
             record_quality(exp, label, seed, splits, synthetic, experiment="optimizers")
+            if exp.planning:  # the rest reads the trained generator's files
+                continue
             for metric, value in generator_loss_stats(gen_dir).items():
                 exp.add_row("optimizers", label, seed, metric, value)
             info = exp.artefacts["generators"][label][str(seed)]
@@ -165,6 +169,8 @@ def imbalance(exp: Experiment) -> None:
                                       label=f"{spec.name}-rebalance")
             arms[f"real + {spec.name} rebalancing"] = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-rebalance",
                                                                                strategy="add")[1]
+        if exp.planning:  # the rest reads results
+            continue
         for arm, metrics in arms.items():
             exp.record("imbalance", arm, seed, metrics)
             exp.keep_confusion("imbalance", arm, metrics)
@@ -201,12 +207,14 @@ def unlabelled(exp: Experiment) -> None:
         base_dir, base = exp.train_baseline(seed, splits)
         exp.record("unlabelled", BASELINE, seed, base)
         exp.keep_confusion("unlabelled", BASELINE, base)
-        teacher, _ = load_classifier(base_dir)  # only the teacher's predictions label the pool
-        pseudo = pseudo_label(teacher, splits.unlabelled, splits.train.class_names, spec_u.pseudo_label_tau,
-                              spec_u.pseudo_label_max, tta_flip=bool(exp.cfg.classifier.tta_flip))
-        exp.artefacts.setdefault("pseudo_label", {})[str(seed)] = {"kept": len(pseudo), "pool": len(splits.unlabelled),
-                                                                   "tau": spec_u.pseudo_label_tau}
-        if len(pseudo):
+        # only the teacher's predictions label the pool (once per teacher: planning passes would redo it)
+        pseudo = None if not exp.finished(base_dir) else exp.once(("pseudo-label", str(base_dir)), lambda: pseudo_label(
+            load_classifier(base_dir)[0], splits.unlabelled, splits.train.class_names, spec_u.pseudo_label_tau,
+            spec_u.pseudo_label_max, tta_flip=bool(exp.cfg.classifier.tta_flip)))
+        if pseudo is not None:
+            exp.artefacts.setdefault("pseudo_label", {})[str(seed)] = {"kept": len(pseudo), "pool": len(splits.unlabelled),
+                                                                       "tau": spec_u.pseudo_label_tau}
+        if pseudo is not None and len(pseudo):
             _, metrics = exp.train_with_synthetic(seed, splits, pseudo, "pseudo-label", strategy="p_real", p_real=spec_u.p_real)
             exp.record("unlabelled", PSEUDO, seed, metrics)
         for spec in exp.cfg.generators:

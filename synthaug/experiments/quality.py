@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synthaug.data import DatasetSplits, ImageDataset, load_data
+from synthaug.data import DatasetSplits, ImageDataset
 from synthaug.experiments import steps
 from synthaug.experiments.context import Experiment
 from synthaug.synthetic.evaluate import _subsample, quality_metrics
@@ -21,16 +21,21 @@ from synthaug.synthetic.evaluate import _subsample, quality_metrics
 MAX_PER_SET = 2000  # features per set for the quality metrics (MMD permutations are quadratic)
 
 
+def evaluator_step(exp: Experiment) -> tuple[Path | None, dict]:
+    """Train (or reuse) the evaluator: a cached step (while planning, requested like any other)."""
+    data_cfg = replace(exp.data, per_class=None, fraction=None, class_counts=None, imbalance_ratio=None,
+                       minority_classes=None, val_fraction=0.0, unlabelled=None, seed=0)
+    cfg = exp.cfg.evaluator or replace(exp.cfg.classifier, steps=None, epochs=3.0, tta_flip=False)
+    cfg = replace(cfg, device=exp.cfg.device, progress=False, seed=0)
+    return steps.train_classifier(exp.cache, "evaluator", exp.load(data_cfg), cfg)
+
+
 def evaluator(exp: Experiment) -> torch.nn.Module:
     if exp.evaluator_model is None:
         from synthaug.training.classify import load_classifier
 
-        data_cfg = replace(exp.data, per_class=None, fraction=None, class_counts=None, imbalance_ratio=None,
-                           minority_classes=None, val_fraction=0.0, unlabelled=None, seed=0)
-        full = load_data(data_cfg)
-        cfg = exp.cfg.evaluator or replace(exp.cfg.classifier, steps=None, epochs=3.0, tta_flip=False)
-        cfg = replace(cfg, device=exp.cfg.device, progress=False, seed=0)
-        folder, metrics = steps.train_classifier(exp.cache, "evaluator", full, cfg)
+        folder, metrics = evaluator_step(exp)
+        cfg = exp.cfg.evaluator or exp.cfg.classifier
         exp.artefacts["evaluator"] = {"dir": str(folder), "accuracy": metrics["accuracy"], "model": cfg.model}
         exp.evaluator_model, _ = load_classifier(folder)
     return exp.evaluator_model
@@ -45,6 +50,9 @@ def _features(model: torch.nn.Module, images: torch.Tensor) -> tuple[np.ndarray,
 
 def record_quality(exp: Experiment, name: str, seed: int, splits: DatasetSplits, synthetic: ImageDataset,
                    experiment: str = "quality") -> dict[str, float]:
+    if exp.planning:  # features need a trained evaluator: planning only asks for it
+        evaluator_step(exp)
+        return {}
     model = evaluator(exp)
     key = f"test-{len(splits.test)}"
     if key not in exp.evaluator_features:

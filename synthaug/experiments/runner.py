@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synthaug import __version__
 from synthaug.config import from_dict, load_yaml
@@ -14,6 +14,9 @@ from synthaug.experiments.config import ExperimentConfig
 from synthaug.experiments.context import Experiment
 from synthaug.experiments.kinds import BASELINES, KINDS, REAL_ONLY, VIEW_KINDS
 from synthaug.utils import to_jsonable, write_json_atomic
+
+if TYPE_CHECKING:
+    from synthaug.experiments.executors import Executor, ExecutorConfig
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +27,37 @@ def load_experiment_config(path: str | Path, overrides: dict[str, Any] | None = 
     return from_dict(ExperimentConfig, merge(load_yaml(path), overrides or {}), where=Path(path).name)
 
 
-def run_experiment(cfg: ExperimentConfig, out: str | Path, report: bool = True) -> dict[str, Any]:
-    """Run all kinds (finished steps are reused from out/cache), then write results.csv, summary.json, report."""
+def run_experiment(cfg: ExperimentConfig, out: str | Path, report: bool = True,
+                   executor: "ExecutorConfig | Executor | None" = None) -> dict[str, Any]:
+    """Run all kinds (finished steps are reused from out/cache), then write results.csv, summary.json, report.
+
+    With an `executor` (experiments.executors), the steps first run as tasks on it (experiments.parallel);
+    the kinds then find every step finished and record the same rows as without one."""
     import sys
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    exp = Experiment(cfg, out)
+    retries = None
+    if executor is not None:
+        from synthaug.experiments.executors import ExecutorConfig, make_executor
+
+        if isinstance(executor, ExecutorConfig):  # start it first: a scheduler that cannot be reached fails here
+            executor, retries = make_executor(executor, out), executor.retries
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        exp = Experiment(cfg, out)
+    except BaseException:
+        if executor is not None:
+            executor.close()
+        raise
     if exp.notice:
         print(exp.notice, file=sys.stderr)
     write_json_atomic(out / "config.json", {"synthaug_version": __version__, "resolved_data": exp.data, **to_jsonable(cfg)})
+    execution = None
+    if executor is not None:
+        from synthaug.experiments.parallel import run_steps
+
+        execution = run_steps(cfg, out, executor, retries=retries, log=exp.cache)  # closes the executor
     for kind in cfg.kinds:
         for view in cfg.compare_at if kind in VIEW_KINDS else cfg.compare_at[:1]:
             kind_start = time.perf_counter()
@@ -46,9 +69,14 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, report: bool = True) 
     exp.view = cfg.compare_at[0]
     baselines = {**BASELINES, **{f"{k} @ {v}": b for k, b in BASELINES.items() for v in cfg.compare_at[1:]}}
     summary = summarise_rows(exp.rows, baselines, cfg.alpha, REAL_ONLY)
+    ran_by_executor = set(execution["ran"]) if execution else set()
     summary["_meta"] = {"name": cfg.name, "dataset": exp.data.dataset, "notice": exp.notice, "seeds": cfg.seeds,
-                        "seconds": time.perf_counter() - start, "steps_ran": len(exp.cache.ran),
-                        "steps_reused": len(exp.cache.reused), "synthaug_version": __version__}
+                        "seconds": time.perf_counter() - start, "steps_ran": len(exp.cache.ran) + len(ran_by_executor),
+                        "steps_reused": len([f for f in exp.cache.reused if f not in ran_by_executor]),
+                        "synthaug_version": __version__}
+    if execution:
+        summary["_meta"]["executor"] = {k: v for k, v in execution.items() if k != "ran"}
+        summary["_meta"]["executor"]["steps_run_after"] = len(exp.cache.ran)  # steps the planner missed (should be 0)
     if "data-efficiency" in cfg.kinds:
         summary["data-efficiency"]["labels_saved"] = _labels_saved(summary["data-efficiency"], cfg)
     write_json_atomic(out / "summary.json", summary)

@@ -2,6 +2,10 @@
 
 Each step lives in cache/<kind>/<name>-<config hash>/ and is finished when its marker file exists, so
 a re-run skips finished steps and a killed run resumes the unfinished one from its checkpoint.
+
+While an executor plans (experiments.parallel), `cache.planner` is set: a step that is not finished is then
+requested as a task instead of run (experiments.tasks), or, when what it reads is not finished either, left
+for a later planning pass.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 
 from synthaug.data import DataConfig, DatasetSplits, ImageDataset, UnlabelledImages
 from synthaug.experiments.config import GeneratorSpec, SyntheticSpec
+from synthaug.experiments.tasks import Pending, Planner, is_pending
 from synthaug.runs import Run
 from synthaug.training.config import TrainConfig
 from synthaug.utils import config_hash, to_jsonable, write_json_atomic
@@ -29,10 +34,11 @@ class StepCache:
 
     def __init__(self, root: str | Path, verbose: bool = True) -> None:
         self.root = Path(root) / "cache"
-        self.log_file = Path(root) / "log.txt"
+        self.log_file: Path | None = Path(root) / "log.txt"
         self.verbose = verbose
         self.ran: list[str] = []
         self.reused: list[str] = []
+        self.planner: Planner | None = None  # set while planning: unfinished steps are requested, not run
         self._t0 = time.perf_counter()
         self._started: dict[Path, float] = {}
 
@@ -44,8 +50,9 @@ class StepCache:
         line = f"[{int(elapsed // 60):3d}:{int(elapsed % 60):02d}] {message}"
         if self.verbose:
             print(line, file=sys.stderr, flush=True)
-        with open(self.log_file, "a") as f:
-            f.write(line + "\n")
+        if self.log_file is not None:
+            with open(self.log_file, "a") as f:
+                f.write(line + "\n")
 
     def begin(self, folder: Path, what: str) -> None:
         self._started[folder] = time.perf_counter()
@@ -54,7 +61,9 @@ class StepCache:
     def folder(self, kind: str, label: str, key: Any) -> Path:
         return self.root / kind / f"{label}-{config_hash(key)}"
 
-    def done(self, folder: Path) -> dict[str, Any] | None:
+    def done(self, folder: Path | None) -> dict[str, Any] | None:
+        if folder is None:
+            return None
         marker = folder / DONE
         return json.loads(marker.read_text()) if marker.is_file() else None
 
@@ -81,6 +90,10 @@ def fit_generator(cache: StepCache, spec: GeneratorSpec, data_cfg: DataConfig, r
     if (info := cache.done(folder)) is not None:
         cache.reused.append(str(folder))
         return folder, info
+    if cache.planner is not None:
+        return folder, cache.planner.request(folder, "generator", f"fitting generator {spec.name} (seed {seed})", fit_generator,
+                                             spec, data_cfg, real, seed, device, overrides=overrides, label=label,
+                                             unlabelled=unlabelled)
     from synthaug.generators.base import rule_steps
 
     cache.begin(folder, f"fitting generator {spec.generator} ({gen_cfg.steps or rule_steps(gen_cfg, len(real))} steps)")
@@ -104,6 +117,8 @@ def make_synthetic_set(cache: StepCache, generator_dir: Path, spec: SyntheticSpe
     "strengths": [t, ...]}) asks for variations of the generator's real images whatever its default mode."""
     from synthaug.synthetic import SynthConfig, make_synthetic
 
+    if cache.planner is not None and cache.done(generator_dir) is None:  # planning: its generator is still training
+        return None, Pending()
     per_image = spec.per_image if counts is None and per_class is None and _varies_real_images(generator_dir) else None
     extra: dict[str, Any] = {}
     if variations is not None:
@@ -121,6 +136,10 @@ def make_synthetic_set(cache: StepCache, generator_dir: Path, spec: SyntheticSpe
     if (info := cache.done(folder)) is not None:
         cache.reused.append(str(folder))
         return folder, info
+    if cache.planner is not None:
+        return folder, cache.planner.request(folder, "synthetic", f"sampling from {generator_dir.name} (seed {seed})",
+                                             make_synthetic_set, generator_dir, spec, seed, device, real, counts=counts,
+                                             per_class=per_class, variations=variations)
     what = (f"{sum(counts.values())} images" if counts else f"{per_image} images per real image" if per_image
             else f"{cfg.per_class} images per class")
     cache.begin(folder, f"sampling {what}")
@@ -143,6 +162,8 @@ def train_classifier(cache: StepCache, label: str, splits: DatasetSplits, cfg: T
     """Train (or reuse) one classifier; returns its folder and its metrics."""
     from synthaug.training.classify import train_on_splits
 
+    if is_pending(cfg) or is_pending(synthetic):  # planning: its length or its images are not known yet
+        return None, Pending()
     key = {"train": cfg, "data": [splits.train.provenance, _fingerprint(splits.train)], "p_real": p_real,
            "synthetic": synthetic.provenance.get("path") if synthetic is not None else None,
            "init_from": str(init_from.name) if init_from else None, "tests": sorted(test_sets or {}), "extra": key_extra}
@@ -150,6 +171,12 @@ def train_classifier(cache: StepCache, label: str, splits: DatasetSplits, cfg: T
     if cache.done(folder) is not None:
         cache.reused.append(str(folder))
         return folder, json.loads((folder / "metrics.json").read_text())
+    if cache.planner is not None:
+        if init_from is not None and cache.done(init_from) is None:  # fine-tuning waits for its pre-training
+            return folder, Pending()
+        return folder, cache.planner.request(folder, "classifier", f"training classifier {label} (seed {cfg.seed})",
+                                             train_classifier, label, splits, cfg, synthetic=synthetic, p_real=p_real,
+                                             init_from=init_from, test_sets=test_sets, key_extra=key_extra)
     resume = (folder / "checkpoint.safetensors").is_file()
     cache.begin(folder, f"training classifier {label} (seed {cfg.seed}{', resuming' if resume else ''})")
     run = Run(folder, resume=True)

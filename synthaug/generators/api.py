@@ -79,7 +79,8 @@ def train_generator(cfg: GeneratorRunConfig, out: str | Path, resume: bool = Fal
     run.log(f"{cfg.generator} on {splits.train.describe()}{pool}")
     gen = build_generator(cfg.generator, settings["config"], splits.train)
     summary = gen.fit(splits.train, run, resume=resume, unlabelled=splits.unlabelled)
-    gen.save(run.path)
+    if run.writes:  # under torchrun: rank 0
+        gen.save(run.path)
     run.write_json("summary.json", summary)
     run.log(f"done: {summary}")
     run.close()

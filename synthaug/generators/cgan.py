@@ -207,7 +207,7 @@ class CGAN(TrainableGenerator):
             fake = self.G(self.noise(len(y), g), y).float()
         x = self.augment(torch.cat([real, fake]), g)  # DiffAugment: real and fake alike
         with self.autocast():
-            logits = self.D(x, torch.cat([y, y])).float()
+            logits = self.parallel("D")(x, torch.cat([y, y])).float()
         real_logits, fake_logits = logits.chunk(2)
         loss = discriminator_loss(self.cfg.loss, real_logits, fake_logits)
         self.opt_d.zero_grad(set_to_none=True)
@@ -219,7 +219,7 @@ class CGAN(TrainableGenerator):
         """One generator update through the (frozen) discriminator, DiffAugment included."""
         self.D.requires_grad_(False)  # D's weight gradients are not needed here
         with self.autocast():
-            fake = self.G(self.noise(len(y), g), y)
+            fake = self.parallel("G")(self.noise(len(y), g), y)
             logits = self.D(self.augment(fake, g), y).float()
         loss = generator_loss(self.cfg.loss, logits)
         self.opt_g.zero_grad(set_to_none=True)

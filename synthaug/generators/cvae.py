@@ -119,10 +119,10 @@ class CVAE(TrainableGenerator):
         `eps` is the reparameterisation noise; None decodes the posterior mean (a deterministic check).
         """
         with self.autocast():
-            mu, logvar = self.encoder(x, y)
+            mu, logvar = self.parallel("encoder")(x, y)
             mu, logvar = mu.float(), logvar.float()
             z = mu if eps is None else mu + eps * torch.exp(0.5 * logvar)
-            logits = self.decoder(z, y).float()
+            logits = self.parallel("decoder")(z, y).float()
         if self.cfg.reconstruction == "bce":  # targets in [0, 1]
             recon = F.binary_cross_entropy_with_logits(logits, (x + 1) / 2, reduction="sum") / len(x)
         else:

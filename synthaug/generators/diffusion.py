@@ -136,7 +136,7 @@ class Diffusion(TrainableGenerator):
         x0 = self.pad(x0)
         x_t = self.train_schedule.add_noise(x0, noise, t)
         with self.autocast():
-            pred = self.unet(x_t, t, class_labels=y).sample.float()
+            pred = self.parallel("unet")(x_t, t, class_labels=y).sample.float()
         return F.mse_loss(pred, noise)
 
     def train_step(self, next_batch: Callable[[], Batch], step: int, g: torch.Generator) -> dict[str, torch.Tensor]:

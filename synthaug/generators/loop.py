@@ -3,7 +3,9 @@
 A generator supplies its networks, optimisers and a `train_step`; the loop draws batches, and owns
 everything around the step: exact resume (weights, optimisers, RNG and sampler state in one
 safetensors checkpoint), loss logging to metrics.jsonl, per-class sample grids, health checks, the
-progress bar and the NaN stop.
+progress bar and the NaN stop. Under torchrun the same loop trains data-parallel (training.distributed):
+each rank takes its shard of the global batch, the networks the optimisers update are DDP-wrapped
+(`TrainableGenerator.parallel`), and only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from synthaug.data.base import ImageDataset, MismatchError, UnlabelledImages
 from synthaug.generators.base import Generator, GeneratorConfig
 from synthaug.generators.health import HealthMonitor, HealthWarning, class_diversity
 from synthaug.runs import Run
+from synthaug.training import distributed
 from synthaug.training.checkpoint import flatten_optimizer, unflatten_optimizer, read_checkpoint, save_tensors
 from synthaug.training.loop import TrainingDiverged
 from synthaug.training.sampler import BatchSampler
@@ -90,6 +93,13 @@ class TrainableGenerator(Generator):
         self.bf16 = use_bf16(cfg.precision, self.device)
         # channels_last speeds convolutions on GPUs; on CPU we keep the default layout (and exact results)
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        self._parallel: dict[str, nn.Module] = {}  # networks() entries wrapped for data-parallel training
+
+    def parallel(self, name: str) -> nn.Module:
+        """Network `name` (a key of networks()) as a training step calls it when the step's gradients must be
+        averaged over processes: DDP-wrapped under torchrun, the network itself in one process. Forward passes
+        that update nothing (a frozen D in the G step, G under no_grad in the D step) use the network itself."""
+        return self._parallel[name] if name in self._parallel else self.networks()[name]
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.bf16:
@@ -141,6 +151,9 @@ class GeneratorTrainer:
                  unlabelled: UnlabelledImages | None = None) -> None:
         gen.check_data(data)
         self.gen, self.cfg, self.run_dir = gen, gen.cfg, run
+        self.dist = distributed.current()
+        self.dist.check_batch(self.cfg.batch_size, f"{gen.name} batch_size")
+        self.writes = run is not None and run.writes
         self.images, self.labels = data.images.to(gen.device), data.labels.to(gen.device)
         self.g_batch = torch.Generator().manual_seed(self.cfg.seed + 1)  # batch order (CPU, like the sampler)
         self.g_noise = torch.Generator(device=gen.device).manual_seed(self.cfg.seed + 2)  # noise, timesteps, augmentation
@@ -149,11 +162,18 @@ class GeneratorTrainer:
         else:
             self.add_pool(data, unlabelled)
         self.optimizers = gen.setup_training()
+        self.trained = self._trained_networks()
+        gen._parallel = {name: self.dist.wrap(net, gen.device) for name, net in self.trained.items()} if self.dist.enabled else {}
         self.monitor = gen.health_monitor()
         self.state: dict[str, Any] = {"step": 0, "train_seconds": 0.0, "running_n": 0, "last_checkpoint": None,
                                       "health_warnings": 0}
         self.running: dict[str, torch.Tensor] = {}
         self.ckpt = run.file(CHECKPOINT) if run is not None else None
+
+    def _trained_networks(self) -> dict[str, nn.Module]:
+        """The networks whose parameters the optimisers update (EMA copies are not among them)."""
+        updated = {id(p) for opt in self.optimizers.values() for group in opt.param_groups for p in group["params"]}
+        return {name: net for name, net in self.gen.networks().items() if any(id(p) in updated for p in net.parameters())}
 
     def add_pool(self, data: ImageDataset, pool: UnlabelledImages) -> None:
         """Semi-supervised training: pool images enter with the generator's null label (the classifier-free-guidance
@@ -171,7 +191,8 @@ class GeneratorTrainer:
         self.sampler = BatchSampler(len(data), self.cfg.batch_size, self.g_batch, len(pool), self.gen.cfg.labelled_share)
 
     def next_batch(self) -> Batch:
-        idx = self.sampler.next().to(self.gen.device)
+        """This process's rows of the global batch (all of it in one process)."""
+        idx = self.dist.shard(self.sampler.next()).to(self.gen.device)
         x = to_signed(self.images[idx]).contiguous(memory_format=self.gen.memory_format)
         return x, self.labels[idx]
 
@@ -182,7 +203,9 @@ class GeneratorTrainer:
     def checkpoint(self) -> None:
         if self.ckpt is None:
             return
-        self.state["last_checkpoint"] = self.state["step"]
+        self.state["last_checkpoint"] = self.state["step"]  # on every rank: a health stop restores it everywhere
+        if not self.writes:
+            return
         extra = {"rng.batch": self.g_batch.get_state(), "rng.noise": self.g_noise.get_state(),
                  **{f"sampler.{k}": v for k, v in self.sampler.state_dict().items()},
                  **{f"running.{k}": v for k, v in self.running.items()}}
@@ -192,7 +215,7 @@ class GeneratorTrainer:
     def snapshot(self, train_seconds: float) -> None:
         """The sampling weights of this step as a generator folder of their own (snapshots/step_N/, with the run's
         config.json, so `synth make --generator-run` and --ensemble read it like any run)."""
-        if self.run_dir is None:
+        if not self.writes:
             return
         import shutil
 
@@ -235,7 +258,9 @@ class GeneratorTrainer:
 
     def write_log_row(self, elapsed: float, steps_done: int) -> list[HealthWarning]:
         n = max(self.state["running_n"], 1)
-        means = {k: float(v / n) for k, v in self.running.items()}
+        keys = sorted(self.running)
+        averaged = self.dist.mean(torch.stack([self.running[k].float() for k in keys])) if keys else []  # over the ranks
+        means = {k: float(v / n) for k, v in zip(keys, averaged)}
         self.running, self.state["running_n"] = {}, 0
         if self.run_dir is not None:
             self.run_dir.append_metrics({"step": self.state["step"], **means,
@@ -247,11 +272,12 @@ class GeneratorTrainer:
         """Per-class grid PNG into run/samples/ and, for monitored generators, the diversity check."""
         if self.run_dir is None and self.monitor is None:
             return []  # nobody would see the grid
+        self.dist.sync_buffers(self.gen.networks().values())  # every rank samples with rank 0's batch-norm statistics
         k = self.gen.num_classes
         per_class = DIVERSITY_PER_CLASS if self.monitor else GRID_PER_CLASS
         labels = torch.arange(k).repeat_interleave(per_class)
         images = self.gen.sample(labels, seed=self.cfg.seed + GRID_SEED_OFFSET)
-        if self.run_dir is not None:
+        if self.writes:
             from synthaug.plots import save_class_grid
 
             keep = (torch.arange(len(labels)) % per_class) < GRID_PER_CLASS
@@ -286,12 +312,16 @@ class GeneratorTrainer:
             self.log("asked to resume, but no checkpoint was written yet: starting from step 0", echo=True)
         from tqdm.auto import tqdm
 
-        self.progress = tqdm(total=cfg.steps, initial=self.state["step"], disable=not cfg.progress, unit="step",
-                             desc=f"fit {self.gen.name}", leave=False, dynamic_ncols=True)
+        self.progress = tqdm(total=cfg.steps, initial=self.state["step"], disable=not (cfg.progress and self.dist.is_main),
+                             unit="step", desc=f"fit {self.gen.name}", leave=False, dynamic_ncols=True)
+        if self.dist.enabled:
+            self.log(f"data-parallel: {self.dist.world_size} processes ({self.dist.backend}), "
+                     f"{cfg.batch_size // self.dist.world_size} of the {cfg.batch_size} images of each step per process; "
+                     f"trained networks {', '.join(self.trained)} wrapped in DistributedDataParallel")
         nonfinite = torch.zeros((), dtype=torch.bool, device=self.gen.device)
         stop_reason, start, window_start, window_steps = "steps", time.perf_counter(), time.perf_counter(), 0
         while self.state["step"] < cfg.steps:
-            losses = self.gen.train_step(self.next_batch, self.state["step"], self.g_noise)
+            losses = self.gen.train_step(self.next_batch, self.state["step"], self.dist.rank_generator(self.g_noise))
             for key, value in losses.items():
                 self.running[key] = self.running.get(key, 0.0) + value.float()
                 nonfinite |= ~torch.isfinite(value)
@@ -301,7 +331,7 @@ class GeneratorTrainer:
             self.progress.update(1)
             step, last = self.state["step"], self.state["step"] == cfg.steps
             logs, grids, saves = step % cfg.log_every == 0 or last, step % cfg.sample_every == 0, step % cfg.checkpoint_every == 0
-            if (logs or grids or saves) and bool(nonfinite):  # before anything is saved: no checkpoint holds NaN
+            if (logs or grids or saves) and self.dist.any(nonfinite):  # before anything is saved: no checkpoint holds NaN
                 self.progress.close()
                 raise self.diverged()
             warnings = self.write_log_row(time.perf_counter() - window_start, window_steps) if logs else []
@@ -311,7 +341,7 @@ class GeneratorTrainer:
                 warnings += self.write_samples(f"step_{step:06d}")
             for warning in warnings:
                 self.warn(warning)
-            if warnings and self.gen.stop_on_unhealthy:
+            if self.dist.from_main(bool(warnings and self.gen.stop_on_unhealthy)):  # rank 0 decides for all
                 stop_reason = self.stop_unhealthy(warnings)
                 break
             if cfg.snapshot_every and step % cfg.snapshot_every == 0:
@@ -321,6 +351,7 @@ class GeneratorTrainer:
                 start = time.perf_counter()
                 self.checkpoint()
         self.progress.close()
+        self.dist.check_in_sync(self.trained)
         if stop_reason == "steps":
             self.state["train_seconds"] += time.perf_counter() - start
             if self.state["last_checkpoint"] != self.state["step"]:
@@ -330,4 +361,4 @@ class GeneratorTrainer:
         seconds = self.state["train_seconds"]
         return {"generator": self.gen.name, "steps": self.state["step"], "stop_reason": stop_reason,
                 "train_seconds": seconds, "steps_per_second": self.state["step"] / max(seconds, 1e-9),
-                "health_warnings": self.state["health_warnings"]}
+                "health_warnings": self.state["health_warnings"], "processes": self.dist.world_size}

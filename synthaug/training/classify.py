@@ -77,6 +77,8 @@ def train_on_splits(splits: DatasetSplits, cfg: TrainConfig, run: Run, synthetic
     if init_from is not None:
         load_checkpoint(Path(init_from) / MODEL_FILE, model)
     summary = fit(model, TrainData(splits.train, synthetic, p_real), cfg, run, val=splits.val, resume=resume)
+    if not run.writes:  # another rank of a data-parallel run: rank 0 tests the model and writes the files
+        return {"training": summary}
     save_classifier(model, run.path, cfg.model, splits.train)
     metrics, probs = evaluate(model, splits.test, cfg)
     metrics["training"] = summary
@@ -101,10 +103,12 @@ RESUMABLE_CHANGES = {"progress", "device", "threads", "checkpoint_every", "log_e
 def fit_and_score(trial: TrainConfig, train: ImageDataset, val: ImageDataset, synthetic: ImageDataset | None = None,
                   p_real: float | None = None) -> tuple[float, list[dict[str, Any]]]:
     """Train a fresh model on `train` (+ synthetic) and score it on `val`: a training.tune ScoreFn."""
+    from synthaug.training.distributed import current
+
     model = new_classifier(train, trial)
     summary = fit(model, TrainData(train, synthetic, p_real), trial, val=val if trial.eval_every else None)
     metrics, _ = evaluate(model, val, trial)
-    return metrics["accuracy"], summary["val_history"]
+    return current().from_main(metrics["accuracy"]), summary["val_history"]  # under torchrun: rank 0's score decides
 
 
 def resolve_schedule(cfg: TrainConfig, train: ImageDataset, run: Run) -> TrainConfig:

@@ -19,6 +19,7 @@ from synthaug.metrics.classification import classification_metrics
 from synthaug.runs import Run
 from synthaug.training.augment import Augmenter, mix_batch, soft_targets
 from synthaug.training.checkpoint import load_checkpoint, save_checkpoint
+from synthaug.training import distributed
 from synthaug.training.config import TrainConfig
 from synthaug.training.sampler import BatchSampler
 from synthaug.utils import resolve_device, use_bf16
@@ -140,10 +141,15 @@ class _State:
 
 
 class _Session:
-    """Everything one fit() call sets up: device tensors, sampler, augmentation, optimiser, checkpoints."""
+    """Everything one fit() call sets up: device tensors, sampler, augmentation, optimiser, checkpoints.
+
+    Under torchrun every process builds the same session; `dist` shards each global batch and averages
+    gradients (training.distributed), and only rank 0 writes."""
 
     def __init__(self, model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None) -> None:
         self.cfg, self.run = cfg, run
+        self.dist = distributed.current()
+        self.dist.check_batch(cfg.batch_size, "TrainConfig.batch_size")
         self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -160,23 +166,28 @@ class _Session:
         self.memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory)
         self.optimizer = make_optimizer(model, cfg)
-        self.forward = torch.compile(model) if cfg.compile else model
+        wrapped = self.dist.wrap(model, self.device)
+        self.forward = torch.compile(wrapped) if cfg.compile else wrapped
         self.state = _State()
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.ckpt = run.file(CHECKPOINT) if run else None
+        self.writes = run is not None and run.writes
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's share of the global batch: augmented and mixed whole (the same whatever the number
+        of processes), then sharded. Augmenting the whole batch on every rank repeats that work N times."""
         idx = self.sampler.next().to(self.device)
         x = self.augment(self.images[idx], self.g).contiguous(memory_format=self.memory)
         targets = soft_targets(self.labels[idx], self.num_classes, self.smoothing[idx])
-        return mix_batch(x, targets, self.cfg, self.g)
+        x, targets = mix_batch(x, targets, self.cfg, self.g)
+        return self.dist.shard(x), self.dist.shard(targets)
 
     def set_lr(self) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr * lr_factor(self.state.step, self.total, self.cfg)
 
     def checkpoint(self) -> None:
-        if self.ckpt is None:
+        if not self.writes:
             return
         extra = {"rng.global": torch.get_rng_state(), "rng.sampler": self.g.get_state(),
                  **{f"sampler.{k}": v for k, v in self.sampler.state_dict().items()}}
@@ -197,9 +208,9 @@ class _Session:
 
     def keep_if_best(self, val: ImageDataset) -> bool:
         """Validate; remember the best weights. False when early stopping says stop."""
-        if _validate(self.model, val, self.cfg, self.state, self.run):
+        if _validate(self.model, val, self.cfg, self.state, self.run, self.dist):
             self.best_weights = copy.deepcopy(self.model.state_dict())
-            if self.run:
+            if self.writes:
                 save_checkpoint(self.run.file("best.safetensors"), self.model, state={"step": self.state.step})
             return True
         patience = self.cfg.early_stopping_patience
@@ -216,7 +227,10 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None = N
     model.train()
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     running, running_n = torch.zeros((), device=device), 0
-    progress = _progress(s.total, state.step, cfg.progress)
+    progress = _progress(s.total, state.step, cfg.progress and s.dist.is_main)
+    if s.dist.enabled and run is not None:
+        run.log(f"data-parallel: {s.dist.world_size} processes ({s.dist.backend}), {cfg.batch_size // s.dist.world_size} "
+                f"of the {cfg.batch_size} images of each step per process")
     start, stop_reason = time.perf_counter(), "steps"
     while state.step < s.total:
         s.set_lr()
@@ -229,10 +243,10 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None = N
         log_now = state.step % cfg.log_every == 0 or state.step == s.total
         eval_now = bool(cfg.eval_every and val is not None and state.step % cfg.eval_every == 0)
         save_now = state.step % cfg.checkpoint_every == 0
-        if (log_now or eval_now or save_now) and bool(nonfinite):  # before anything is saved: no NaN checkpoint
+        if (log_now or eval_now or save_now) and s.dist.any(nonfinite):  # before anything is saved: no NaN checkpoint
             raise _diverged(run, s.ckpt, state.step, cfg)
         if log_now:
-            mean_loss = float(running / running_n)
+            mean_loss = float(s.dist.mean(running) / running_n)  # over all ranks: the global batch's loss
             progress.set_postfix(loss=f"{mean_loss:.4f}")
             if run:
                 run.append_metrics({"step": state.step, "loss": mean_loss, "lr": s.optimizer.param_groups[0]["lr"]})
@@ -246,8 +260,10 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None = N
             s.checkpoint()
     state.train_seconds += time.perf_counter() - start
     progress.close()
+    s.dist.sync_buffers([model])  # rank 0's batch-norm statistics everywhere: what its checkpoint holds
+    s.dist.check_in_sync({"the classifier": model})
     if val is not None and not cfg.eval_every:
-        _validate(model, val, cfg, state, run)
+        _validate(model, val, cfg, state, run, s.dist)
     elif s.best_weights is not None and cfg.restore_best:
         model.load_state_dict(s.best_weights)  # keep the weights that scored best on validation
     s.checkpoint()
@@ -255,16 +271,20 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None = N
     return {"steps": state.step, "total_steps": s.total, "stop_reason": stop_reason, "best_val_step": state.best_step,
             "best_val_accuracy": state.best_score if state.best_score > -math.inf else None,
             "train_seconds": state.train_seconds, "images_per_second": seen / max(state.train_seconds, 1e-9),
-            "val_history": state.val_history}
+            "val_history": state.val_history, "processes": s.dist.world_size}
 
 
-def _validate(model: nn.Module, val: ImageDataset, cfg: TrainConfig, state: _State, run: Run | None) -> bool:
+def _validate(model: nn.Module, val: ImageDataset, cfg: TrainConfig, state: _State, run: Run | None,
+              dist: distributed.DistContext | None = None) -> bool:
+    dist = dist or distributed.DistContext()
+    dist.sync_buffers([model])
     metrics, _ = evaluate(model, val, cfg)
-    state.val_history.append({"step": state.step, "val_accuracy": metrics["accuracy"]})
+    accuracy = dist.from_main(metrics["accuracy"])  # rank 0's measurement decides, so the ranks cannot disagree
+    state.val_history.append({"step": state.step, "val_accuracy": accuracy})
     if run:
-        run.append_metrics({"step": state.step, "val_accuracy": metrics["accuracy"], "val_loss": metrics["log_loss"]})
-    if metrics["accuracy"] > state.best_score:
-        state.best_score, state.best_step, state.evals_without_improvement = metrics["accuracy"], state.step, 0
+        run.append_metrics({"step": state.step, "val_accuracy": accuracy, "val_loss": metrics["log_loss"]})
+    if accuracy > state.best_score:
+        state.best_score, state.best_step, state.evals_without_improvement = accuracy, state.step, 0
         return True
     state.evals_without_improvement += 1
     return False
