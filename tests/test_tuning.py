@@ -50,7 +50,8 @@ def test_auto_picks_the_grid_value_that_is_best_on_validation(auto_run):
         brute[steps], _ = fit_and_score(TrainConfig(**{**trial.__dict__, "steps": steps, "eval_every": every,
                                                        "restore_best": False}), train, val)
     assert {r["steps"]: r["val_accuracy"] for r in tuning["table"]} == pytest.approx(brute)
-    best = max(GRID, key=lambda s: (brute[s], -s))
+    rule = trial.rule_steps(len(splits.train))  # ties: closest to the rule's length, then the shorter
+    best = max(GRID, key=lambda s: (brute[s], -abs(s - rule), -s))
     assert tuning["steps"] == best
     rows = [r for r in csv_rows(out) if r["experiment"] == "compare" and r["metric"] == "steps"
             and r["arm"] == "real + classical augmentation (baseline)"]
@@ -115,9 +116,10 @@ def test_k_fold_validation_uses_every_labelled_image_once():
         assert len(train) == 12
 
 
-def test_tune_steps_averages_folds_and_breaks_ties_towards_fewer_steps():
+def test_tune_steps_averages_folds_and_breaks_ties_towards_the_rule_then_fewer_steps():
     splits = load_data(DataConfig("digits", per_class=6, classes=["0", "1"], seed=0))
-    cfg = TrainConfig(steps="auto", tune=TuneConfig(grid=[5, 10, 20], folds=2, curve_points=0))
+    # the rule gives min_steps=1 here (5 epochs of 12 images in batches of 64: 1 step): closest to it is 5
+    cfg = TrainConfig(steps="auto", min_steps=1, tune=TuneConfig(grid=[5, 10, 20], folds=2, curve_points=0))
     scores = {5: [0.5, 1.0], 10: [1.0, 0.5], 20: [0.5, 0.5]}
     calls = []
 
@@ -129,6 +131,23 @@ def test_tune_steps_averages_folds_and_breaks_ties_towards_fewer_steps():
     assert chosen.steps == 5 and result.steps == 5  # 5 and 10 tie at 0.75: the shorter wins
     assert [r["val_accuracy"] for r in result.table] == [0.75, 0.75, 0.5]
     assert len(calls) == 6 and all(not restore for _, restore, _ in calls)
+
+
+def test_tied_candidates_go_to_the_schedule_rule_length():
+    """Every candidate scores the same (a small validation set cannot tell them apart): the rule's length wins,
+    not the shortest; off the grid, the candidate closest to it; between two equally close, the shorter."""
+    splits = load_data(DataConfig("digits", per_class=6, classes=["0", "1"], seed=0))
+
+    def flat(trial, train, val):
+        return 0.75, []
+
+    for grid, expected in (([500, 1000, 2000], 1000), ([300, 900, 3000], 900), ([500, 1500], 500)):
+        cfg = TrainConfig(steps="auto", min_steps=1000, tune=TuneConfig(grid=grid, curve_points=0))
+        assert cfg.rule_steps(len(splits.train)) == 1000
+        assert tune_steps(cfg, splits.train, flat)[0].steps == expected, grid
+    cfg = TrainConfig(steps="auto", min_steps=1000, lr=2e-3, tune=TuneConfig(grid=[1000], lr_grid=[1e-3, 2e-3, 4e-3],
+                                                                             curve_points=0))
+    assert tune_steps(cfg, splits.train, flat)[0].lr == 2e-3
 
 
 def test_default_grid_brackets_the_schedule_rule():
