@@ -5,6 +5,19 @@ import torch
 from synthaug.data import ImageDataset
 
 
+def killed_on_call(fn, n: int):
+    """`fn` wrapped to raise KeyboardInterrupt on its n-th call (what a kill looks like to a loop), else pass through."""
+    calls = {"n": 0}
+
+    def wrapper(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def make_tiny_dataset(seed: int = 0, n_per: int = 40) -> ImageDataset:
     """3 classes of 16x16 grey images that differ by where a bright bar sits: learnable in a few steps."""
     g = torch.Generator().manual_seed(seed)

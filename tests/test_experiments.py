@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from synthaug.config import from_dict, load_yaml
-from helpers import tiny_config
+from helpers import killed_on_call, tiny_config
 from synthaug.experiments import ExperimentConfig, load_experiment_config, run_experiment
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
@@ -61,15 +61,7 @@ def test_killed_experiment_loses_nothing_finished(tmp_path, monkeypatch):
     from synthaug.training import classify
 
     original = classify.train_on_splits
-    calls = {"n": 0}
-
-    def dying(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(classify, "train_on_splits", dying)
+    monkeypatch.setattr(classify, "train_on_splits", killed_on_call(original, 2))
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, tmp_path, report=False)
     monkeypatch.setattr(classify, "train_on_splits", original)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import register_test_mlp, tiny_config
+from helpers import killed_on_call, register_test_mlp, tiny_config
 from synthaug.cli.main import main
 from synthaug.config import ConfigError
 from synthaug.data.base import DatasetError, MismatchError
@@ -259,15 +259,8 @@ def test_local_executor_redoes_a_killed_task_never_a_finished_one_and_writes_the
     from synthaug.experiments.executors import LocalExecutor
     from synthaug.training import classify
 
-    original, calls = classify.train_on_splits, {"n": 0}
-
-    def dying(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(classify, "train_on_splits", dying)
+    original = classify.train_on_splits
+    monkeypatch.setattr(classify, "train_on_splits", killed_on_call(original, 4))
     with pytest.raises(KeyboardInterrupt):
         run_experiment(grid_config(), tmp_path, report=False)
     monkeypatch.setattr(classify, "train_on_splits", original)

@@ -8,6 +8,7 @@ from synthaug.runs import Run
 from synthaug.training.checkpoint import read_checkpoint
 from synthaug.training.classify import new_classifier
 from synthaug.training.config import TrainConfig
+from helpers import killed_on_call
 from synthaug.training.loop import TrainData, TrainingDiverged, evaluate, fit, lr_factor
 from synthaug.training.sampler import BatchSampler
 
@@ -162,15 +163,8 @@ def test_resumed_run_keeps_the_best_checkpoint_from_before_the_kill(tiny_dataset
 
     from synthaug.training import loop
 
-    original, calls = loop.train_step, {"n": 0}
-
-    def dying_step(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 21:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    loop.train_step = dying_step
+    original = loop.train_step
+    loop.train_step = killed_on_call(original, 21)
     try:
         with pytest.raises(KeyboardInterrupt):
             fit(new_classifier(tiny_dataset, cfg), TrainData(tiny_dataset), cfg, Run(tmp_path / "killed"), val=val)

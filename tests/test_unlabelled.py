@@ -11,6 +11,7 @@ import torch
 from synthaug.config import ConfigError
 from synthaug.data import DataConfig, DatasetError, ImageDataset, UnlabelledImages, load_data
 from synthaug.generators.api import build_generator
+from helpers import killed_on_call
 
 
 def _rows(images: torch.Tensor) -> set:
@@ -226,15 +227,7 @@ def test_semi_supervised_fit_resumes_exactly_after_a_kill(tmp_path, monkeypatch)
     full.fit(splits.train, Run(tmp_path / "full"), unlabelled=splits.unlabelled)
 
     killed = _tiny_diffusion(splits.train, **settings)
-    original, calls = killed.train_step, {"n": 0}
-
-    def dying_step(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(killed, "train_step", dying_step)
+    monkeypatch.setattr(killed, "train_step", killed_on_call(killed.train_step, 5))
     with pytest.raises(KeyboardInterrupt):
         killed.fit(splits.train, Run(tmp_path / "killed"), unlabelled=splits.unlabelled)
     resumed = _tiny_diffusion(splits.train, **settings)
