@@ -101,10 +101,10 @@ def train_classifier(splits: DatasetSplits, out: str | Path, synthetic: ImageDat
 
     from synthaug.runs import Run
     from synthaug.training.classify import resolve_schedule, train_on_splits
-    from synthaug.training.config import TrainConfig
+    from synthaug.training.config import TrainConfig, fit_to_data
 
     run = Run(out, resume=resume)
-    cfg = from_dict(TrainConfig, train)
+    cfg = fit_to_data(from_dict(TrainConfig, train), splits.train)
     cfg = resolve_schedule(cfg, splits.train, run) if cfg.steps == "auto" else replace(
         cfg, steps=cfg.total_steps(len(splits.train) + (len(synthetic) if synthetic is not None and p_real is None else 0)))
     run.write_config({"train": cfg, "p_real": p_real, "synthetic": synthetic.provenance.get("path") if synthetic else None})

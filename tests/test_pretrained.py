@@ -106,6 +106,36 @@ def test_sd_text_same_seed_same_images_whatever_the_batch(tiny_model, bars):
         gen.sample(torch.tensor([3]), seed=0)
 
 
+@pytest.mark.parametrize("name", ["sd-text", "sd-img2img"])
+def test_sd_generates_at_the_pipelines_native_size_unless_told(tiny_model, bars, name):
+    """diffusers' own default: UNet sample size x VAE scale (32 px for the tiny pipeline, 512 for SD 1.5), not a fixed
+    512 that makes a small pipeline crawl and a large one draw repeated objects."""
+    from synthaug.generators.stable_diffusion import native_size
+
+    sizes = []
+    for settings in ({}, {"size": 48}):
+        gen = build_generator(name, {"model": str(tiny_model), "sampling_steps": 4, "progress": False, **settings}, bars)
+        gen.fit(bars)
+        pipe = gen.text_pipeline() if name == "sd-text" else gen.img2img_pipeline()
+        original = type(pipe).__call__
+        seen = []
+
+        def spy(self, *args, **kwargs):
+            image = kwargs.get("image")
+            seen.append((kwargs["height"], kwargs["width"]) if image is None else tuple(image.shape[-2:]))
+            return original(self, *args, **kwargs)
+
+        type(pipe).__call__ = spy
+        try:
+            labels = torch.tensor([0, 1])
+            gen.sample(labels, seed=0, sources=bars.images[:2]) if name == "sd-img2img" else gen.sample(labels, seed=0)
+        finally:
+            type(pipe).__call__ = original
+        sizes.append(seen[0])
+    native = native_size(gen.text_pipeline())
+    assert native == 32 and sizes == [(native, native), (48, 48)]
+
+
 def test_sd_outputs_take_the_datasets_size_and_channels(tiny_model):
     from synthaug.data import ImageDataset
 

@@ -39,16 +39,16 @@ def auto_run(tmp_path_factory):
 def test_auto_picks_the_grid_value_that_is_best_on_validation(auto_run):
     out, cfg, summary = auto_run
     tuning = json.loads((out / "artefacts.json").read_text())["tuning"]["baseline"]["0"]
-    # brute force: every grid value trained on the same held-out split, scored on its validation images
+    # brute force: every grid value trained on its own on the same held-out split, scored on its validation images,
+    # in the schedule the one-run trials use (schedule-free: every step a finished model)
     splits = load_data(DataConfig("digits", per_class=15, classes=["0", "1", "7"], seed=0))
     trial = from_dict(TrainConfig, {**CLASSIFIER, "seed": 0, "device": cfg.device, "progress": False})
     (train, val), = validation_folds(splits.train, trial)
     assert len(val) == 9 and len(train) == 36  # 20 % of each class's 15 labelled images
     brute = {}
     for steps in GRID:
-        every = max(1, steps // 4) if steps == max(GRID) else 0
-        brute[steps], _ = fit_and_score(TrainConfig(**{**trial.__dict__, "steps": steps, "eval_every": every,
-                                                       "restore_best": False}), train, val)
+        brute[steps], _ = fit_and_score(TrainConfig(**{**trial.__dict__, "steps": steps, "eval_every": 0,
+                                                       "restore_best": False, "schedule": "schedulefree"}), train, val)
     assert {r["steps"]: r["val_accuracy"] for r in tuning["table"]} == pytest.approx(brute)
     rule = trial.rule_steps(len(splits.train))  # ties: closest to the rule's length, then the shorter
     best = max(GRID, key=lambda s: (brute[s], -abs(s - rule), -s))
@@ -119,7 +119,8 @@ def test_k_fold_validation_uses_every_labelled_image_once():
 def test_tune_steps_averages_folds_and_breaks_ties_towards_the_rule_then_fewer_steps():
     splits = load_data(DataConfig("digits", per_class=6, classes=["0", "1"], seed=0))
     # the rule gives min_steps=1 here (5 epochs of 12 images in batches of 64: 1 step): closest to it is 5
-    cfg = TrainConfig(steps="auto", min_steps=1, tune=TuneConfig(grid=[5, 10, 20], folds=2, curve_points=0))
+    cfg = TrainConfig(steps="auto", min_steps=1, tune=TuneConfig(grid=[5, 10, 20], folds=2, curve_points=0,
+                                                                 method="separate"))  # one scored run per candidate
     scores = {5: [0.5, 1.0], 10: [1.0, 0.5], 20: [0.5, 0.5]}
     calls = []
 

@@ -28,12 +28,15 @@ def add_data_arguments(p: argparse.ArgumentParser, choices: list[str] | None = N
     g.add_argument("--val-fraction", type=float, help="share of training images held out for validation")
     g.add_argument("--unlabelled", type=lambda v: v if v == "rest" else int(v),
                    help="unlabelled pool: 'rest' (every training image outside the labelled subset, labels dropped) or N")
+    g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
+                   help="whether a mirrored image keeps its class (default: the dataset's declaration; folders: yes, "
+                        "digits and chest X-rays: no); recipes flip only where it does")
     g.add_argument("--skip-bad-images", action="store_true", default=None, help="skip unreadable image files and report them")
     g.add_argument("--data-seed", type=int, help="seed of the subset / validation split (default: --seed)")
 
 
 DATA_FLAGS = ["dataset", "data_root", "download", "image_size", "channels", "classes", "per_class", "fraction",
-              "class_counts", "imbalance_ratio", "minority_classes", "val_fraction", "skip_bad_images", "unlabelled"]
+              "class_counts", "imbalance_ratio", "minority_classes", "val_fraction", "skip_bad_images", "unlabelled", "hflip"]
 
 
 def data_overrides(args: argparse.Namespace) -> dict[str, Any]:

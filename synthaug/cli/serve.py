@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request gets 504 (default 60)")
     b = p.add_argument_group("micro-batching")
     b.add_argument("--no-batching", action="store_true", help="one generate request per forward pass")
-    b.add_argument("--batch-wait-ms", type=float, default=10.0, help="how long a batch waits for more requests (default 10)")
+    b.add_argument("--batch-wait-ms", type=float, default=None,
+                   help="how long a batch waits for more requests (default by device: 0 on CPU, 10 on a GPU)")
     b.add_argument("--forward-rows", type=int, default=32,
                    help="images per forward pass, padded to exactly this (default 32; larger suits a GPU)")
 

@@ -21,17 +21,19 @@ TRAIN_FLAGS = {  # flag dest -> TrainConfig field
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     from synthaug.classifiers import CLASSIFIERS
 
-    from synthaug.training.config import RECIPES
+    from synthaug.training.config import RECIPES, SCHEDULES, auto_recipe_rule_text
 
-    g = p.add_argument_group("training", "Defaults give a strong baseline at any data size: the `strong` recipe and "
-                                         "max(--min-steps, --epochs x images / --batch-size) optimiser steps "
-                                         "(200 images: 1000 steps; 60,000 images: 5 epochs).")
+    g = p.add_argument_group("training", "Defaults give a strong baseline at any data size: the recipe that measured "
+                                         "best at the data's size (--recipe auto) and max(--min-steps, --epochs x "
+                                         "images / --batch-size) optimiser steps (200 images: 1000 steps; 60,000 "
+                                         "images: 5 epochs).")
     g.add_argument("--model", help=f"classifier: {', '.join(CLASSIFIERS.available())}")
     g.add_argument("--pretrained", action="store_true", default=None, help="ImageNet weights (tv:/timm: models)")
-    g.add_argument("--recipe", choices=list(RECIPES),
-                   help="augmentation preset (default strong): " + "; ".join(
+    g.add_argument("--recipe", choices=["auto", *RECIPES],
+                   help=f"augmentation preset (default auto: by labelled images per class, {auto_recipe_rule_text()}): " + "; ".join(
                        f"{name} = {'+'.join(r['augment']) or 'no augmentation'}{' + flip TTA' if r['tta_flip'] else ''}"
-                       for name, r in RECIPES.items()) + ". --augment / --tta-flip override it")
+                       for name, r in RECIPES.items()) + ". --augment / --tta-flip override it; flips are dropped where the "
+                       "dataset declares that mirroring changes labels (see --hflip)")
     g.add_argument("--steps", type=_steps, help="optimiser steps, or 'auto': chosen from --tune-grid on a validation "
                                                "split held out from the labelled images (default: the rule above)")
     g.add_argument("--epochs", type=float, help="passes over the training set in the default rule (default 5)")
@@ -39,11 +41,15 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tune-grid", type=lambda v: [int(x) for x in csv_list(v)],
                    help="with --steps auto: comma-separated candidate step counts (default: the rule's x 0.5, 1, 2)")
     g.add_argument("--tune-folds", type=int, help="with --steps auto: 1 = one 20%% hold-out (default), k = k-fold")
+    g.add_argument("--tune-method", choices=["one-run", "separate"],
+                   help="with --steps auto: one-run (default) scores every candidate from one schedule-free run of the "
+                        "longest; separate trains one run per candidate")
     g.add_argument("--batch-size", type=int, help="images per step (default 64)")
     g.add_argument("--optimizer", choices=["adamw", "sgd", "rmsprop"])
     g.add_argument("--lr", type=float, help="peak learning rate")
     g.add_argument("--weight-decay", type=float)
-    g.add_argument("--schedule", choices=["onecycle", "cosine", "constant"])
+    g.add_argument("--schedule", choices=list(SCHEDULES), help="learning-rate schedule (default onecycle); schedulefree: "
+                   "schedule-free AdamW, a finished model at every step")
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--augment", type=csv_list, help="comma-separated: flip,crop,randaugment,trivialaugment,erasing (or none)")
     g.add_argument("--crop-padding", type=int, help="pixels of random translation")
@@ -73,8 +79,8 @@ def _steps(text: str) -> int | str:
 
 def train_overrides(args: argparse.Namespace) -> dict:
     out = {field: getattr(args, dest) for dest, field in TRAIN_FLAGS.items() if getattr(args, dest, None) is not None}
-    tune = {k: v for k, v in (("grid", getattr(args, "tune_grid", None)), ("folds", getattr(args, "tune_folds", None)))
-            if v is not None}
+    tune = {k: v for k, v in (("grid", getattr(args, "tune_grid", None)), ("folds", getattr(args, "tune_folds", None)),
+                              ("method", getattr(args, "tune_method", None))) if v is not None}
     if tune:
         out["tune"] = tune
     if out.get("augment") == ["none"]:

@@ -19,6 +19,9 @@ class Digits(DatasetSource):
     def availability(self) -> tuple[bool, str]:
         return True, "bundled with scikit-learn"
 
+    def hflip_keeps_label(self) -> bool:
+        return False  # a mirrored 2, 3, 4, 5, 7 or 9 is no digit (and a mirrored 6 is close to a 9's shape)
+
     def load(self) -> tuple[ImageDataset, ImageDataset]:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split

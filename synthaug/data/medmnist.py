@@ -19,6 +19,9 @@ def _info(flag: str) -> dict | None:
     return INFO.get(flag)
 
 
+MIRROR_SAFE = {"pathmnist", "dermamnist", "bloodmnist", "tissuemnist"}  # flags whose images may be mirrored
+
+
 @DATASETS.register("medmnist", prefix=True)
 class MedMNIST(DatasetSource):
     """MedMNIST flag, e.g. medmnist:pneumoniamnist (28x28 chest X-rays, 2 imbalanced classes)."""
@@ -30,6 +33,11 @@ class MedMNIST(DatasetSource):
         size = self.image_size if self.image_size in (64, 128, 224) else None
         names = ([f"{self.spec}_{size}.npz"] if size else []) + [f"{self.spec}.npz"]
         return [root / n for n in names]
+
+    def hflip_keeps_label(self) -> bool:
+        # Microscopy and skin photographs have no left and right; X-rays, CT and retina scans do (the heart is on the
+        # left), and anything not listed is treated as such until declared otherwise (DataConfig.hflip).
+        return (self.spec or "").lower() in MIRROR_SAFE
 
     def availability(self) -> tuple[bool, str]:
         if self.spec in (None, "?"):

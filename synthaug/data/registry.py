@@ -30,6 +30,11 @@ class DatasetSource:
     def load(self) -> tuple[ImageDataset, ImageDataset]:
         raise NotImplementedError
 
+    def hflip_keeps_label(self) -> bool:
+        """Whether a mirrored image keeps its class (a shirt, a cat: yes; a digit, a letter, the side of a chest X-ray:
+        no). Recipes flip only where it does; DataConfig.hflip overrides this."""
+        return True
+
     def load_unlabelled(self) -> UnlabelledImages | None:
         """Images the source holds without labels (e.g. folder:PATH/unlabelled/); None when it has none."""
         return None
@@ -63,6 +68,8 @@ class DataConfig:
     skip_bad_images: bool = False  # folder datasets: skip unreadable files (and report them) instead of failing
     unlabelled: int | Literal["rest"] | None = None  # unlabelled pool: "rest" = every training image outside the
     #   labelled subset (labels dropped), N = a seeded N of them; folder:PATH adds PATH/unlabelled/
+    hflip: bool | None = None  # whether a horizontal flip keeps labels; None: the dataset's own declaration
+    #   (fashion-mnist, cifar, folders: yes; digits, chest X-rays: no). Recipes flip only where it does
     seed: int = 0  # seed of the subset and validation split
 
     def __post_init__(self) -> None:
@@ -89,11 +96,21 @@ def make_source(cfg: DataConfig) -> DatasetSource:
 
 
 def load_full(cfg: DataConfig) -> tuple[ImageDataset, ImageDataset]:
-    """Official train and test splits, conformed to size/channels and the class subset."""
-    train, test = make_source(cfg).load()
+    """Official train and test splits, conformed to size/channels and the class subset; their provenance says
+    whether a horizontal flip keeps labels (`hflip`), which the training recipes read."""
+    source = make_source(cfg)
+    train, test = source.load()
+    hflip = cfg.hflip if cfg.hflip is not None else source.hflip_keeps_label()
     train = conform(select_classes(train, cfg.classes), cfg.image_size, cfg.channels)
     test = conform(select_classes(test, cfg.classes), cfg.image_size, cfg.channels)
+    for ds in (train, test):
+        ds.provenance = {**ds.provenance, "hflip": hflip}
     return train, test
+
+
+def hflip_keeps_label(cfg: DataConfig) -> bool:
+    """Whether the dataset of `cfg` may be mirrored without changing labels (its declaration, or cfg.hflip)."""
+    return cfg.hflip if cfg.hflip is not None else make_source(cfg).hflip_keeps_label()
 
 
 def subset_train(train: ImageDataset, cfg: DataConfig) -> ImageDataset:

@@ -14,6 +14,7 @@ from synthaug.data import ImageDataset
 from synthaug.experiments import steps
 from synthaug.experiments.context import Experiment
 from synthaug.registry import Registry
+from synthaug.training.config import fit_to_data
 
 KINDS: Registry[Callable[[Experiment], None]] = Registry("experiment kind")
 BASELINE = "real + classical augmentation (baseline)"
@@ -210,7 +211,7 @@ def unlabelled(exp: Experiment) -> None:
         # only the teacher's predictions label the pool (once per teacher: planning passes would redo it)
         pseudo = None if not exp.finished(base_dir) else exp.once(("pseudo-label", str(base_dir)), lambda: pseudo_label(
             load_classifier(base_dir)[0], splits.unlabelled, splits.train.class_names, spec_u.pseudo_label_tau,
-            spec_u.pseudo_label_max, tta_flip=bool(exp.cfg.classifier.tta_flip)))
+            spec_u.pseudo_label_max, tta_flip=bool(fit_to_data(exp.cfg.classifier, splits.train).tta_flip)))
         if pseudo is not None:
             exp.artefacts.setdefault("pseudo_label", {})[str(seed)] = {"kept": len(pseudo), "pool": len(splits.unlabelled),
                                                                        "tau": spec_u.pseudo_label_tau}

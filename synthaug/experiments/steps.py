@@ -22,7 +22,7 @@ from synthaug.data import DataConfig, DatasetSplits, ImageDataset, UnlabelledIma
 from synthaug.experiments.config import GeneratorSpec, SyntheticSpec
 from synthaug.experiments.tasks import Pending, Planner, is_pending
 from synthaug.runs import Run
-from synthaug.training.config import TrainConfig
+from synthaug.training.config import TrainConfig, fit_to_data
 from synthaug.utils import config_hash, to_jsonable, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,7 @@ def train_classifier(cache: StepCache, label: str, splits: DatasetSplits, cfg: T
 
     if is_pending(cfg) or is_pending(synthetic):  # planning: its length or its images are not known yet
         return None, Pending()
+    cfg = fit_to_data(cfg, splits.train)  # the recipe for these labelled images, in the cache key and config.json
     key = {"train": cfg, "data": [splits.train.provenance, _fingerprint(splits.train)], "p_real": p_real,
            "synthetic": synthetic.provenance.get("path") if synthetic is not None else None,
            "init_from": str(init_from.name) if init_from else None, "tests": sorted(test_sets or {}), "extra": key_extra}

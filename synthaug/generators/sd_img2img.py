@@ -107,7 +107,7 @@ class StableDiffusionImg2Img(StableDiffusionGenerator):
             return out
         plans = self.plan(labels, seed)
         pipe = self.img2img_pipeline()
-        size = generation_size(self.image_shape, self.cfg.size)
+        size = generation_size(self.image_shape, self.generation_side())
         for part in self.batches(len(labels), batch_size):
             positions = range(part.start, part.stop)
             for strength in sorted({plans[i].strength for i in positions}):  # one strength per pipeline call
@@ -138,7 +138,7 @@ class StableDiffusionImg2Img(StableDiffusionGenerator):
         cfg = self.cfg
         settings = TextualInversionSettings(
             steps=cfg.textual_inversion_steps, lr=cfg.textual_inversion_lr, batch_size=cfg.textual_inversion_batch_size,
-            vectors=cfg.textual_inversion_vectors, size=generation_size(self.image_shape, cfg.size), seed=cfg.seed,
+            vectors=cfg.textual_inversion_vectors, size=generation_size(self.image_shape, self.generation_side()), seed=cfg.seed,
             checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, progress=cfg.progress)
         trainer = TextualInversionTrainer(self.text_pipeline(), self.sources.images, self.sources.labels, self.class_names,
                                           self.class_prompts, settings, run)

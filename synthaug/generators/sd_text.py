@@ -29,7 +29,7 @@ class StableDiffusionText(StableDiffusionGenerator):
             return out
         plans = self.plan(labels, seed)
         pipe = self.text_pipeline()
-        height, width = generation_size(self.image_shape, self.cfg.size)
+        height, width = generation_size(self.image_shape, self.generation_side())
         for part in self.batches(len(labels), batch_size):
             with explain_out_of_memory(f"{self.name} generating {part.stop - part.start} images of {height}x{width}"):
                 images = pipe(height=height, width=width, **self.pipeline_call_kwargs(plans[part])).images

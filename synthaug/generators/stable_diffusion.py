@@ -60,7 +60,9 @@ class StableDiffusionConfig(GeneratorConfig):
     guidance_scale: float = 7.5  # classifier-free guidance; 1 = off
     sampling_steps: int = 25  # denoising steps (img2img runs about strength x this many)
     scheduler: Literal["dpm++", "ddim", "euler-a", "model"] = "dpm++"  # sampler; model = the one saved with the pipeline
-    size: int = 512  # generation size in pixels of the longer side (multiple of 8); outputs are resized to the dataset's
+    size: int | None = None  # generation size in pixels of the longer side (multiple of 8); None: the pipeline's native
+    #   resolution (its UNet's sample size x the VAE's scale: 512 for SD 1.5, 768 for SD 2, 1024 for SDXL, as diffusers
+    #   does). Outputs are resized to the dataset's
     generation_batch_size: int = 8  # images per pipeline call at most (GPU memory); a smaller --batch-size wins
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # weights and activations; auto: fp16 on GPU, fp32 on CPU
     attention_slicing: bool = False  # attention in slices: less GPU memory, slightly slower
@@ -77,7 +79,7 @@ class StableDiffusionConfig(GeneratorConfig):
             raise ValueError(f"{name}.guidance_scale must be >= 0, got {self.guidance_scale}")
         if self.sampling_steps < 1:
             raise ValueError(f"{name}.sampling_steps must be >= 1, got {self.sampling_steps}")
-        if self.size < 8 or self.size % 8:
+        if self.size is not None and (self.size < 8 or self.size % 8):
             raise ValueError(f"{name}.size must be a positive multiple of 8 (the VAE works on 8x8 blocks), got {self.size}")
         if self.generation_batch_size < 1:
             raise ValueError(f"{name}.generation_batch_size must be >= 1, got {self.generation_batch_size}")
@@ -282,6 +284,11 @@ def image_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, index])
 
 
+def native_size(pipe: Any) -> int:
+    """A diffusers pipeline's default resolution: what its own __call__ uses when no height / width is given."""
+    return int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
+
+
 def generation_size(image_shape: tuple[int, int, int], size: int) -> tuple[int, int]:
     """(height, width) with the dataset's aspect ratio, the longer side `size`, both multiples of 8."""
     _, h, w = image_shape
@@ -357,6 +364,11 @@ class StableDiffusionGenerator(Generator):
                 self.model_info = resolved.as_dict()
             log.info("loaded %s in %.1f s", resolved.model, time.perf_counter() - start)
         return self._pipe
+
+    def generation_side(self) -> int:
+        """Pixels of the longer side to generate at: `size`, or the pipeline's native resolution (a 512-px SD 1.5 asked
+        for 1024 px draws repeated objects; a 64-px test pipeline asked for 512 px takes minutes per image on a CPU)."""
+        return self.cfg.size or native_size(self.text_pipeline())
 
     def prepare_pipeline(self, pipe: Any) -> None:
         """Hook run once after loading (sd-img2img loads its learned class tokens here)."""
@@ -447,7 +459,8 @@ class StableDiffusionGenerator(Generator):
         return {"model": self.model_info or {"model": self.cfg.model, "revision": self.cfg.revision},
                 "prompts": self.class_prompts, "negative_prompt": self.cfg.negative_prompt,
                 "guidance_scale": self.cfg.guidance_scale, "sampling_steps": self.cfg.sampling_steps,
-                "scheduler": self.cfg.scheduler, "size": self.cfg.size, "leakage_warning": LEAKAGE_WARNING}
+                "scheduler": self.cfg.scheduler, "size": self.cfg.size or (native_size(self._pipe) if self._pipe else None),
+                "leakage_warning": LEAKAGE_WARNING}
 
     def spec(self) -> dict[str, Any]:
         return {**super().spec(), "pretrained": self.provenance()}

@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 
 from synthaug.config import ConfigError
 
+# The default micro-batch wait per device type. CPU: docs/serving.md's load test answered more requests per second with
+# 0 ms than with 10 ms at 1, 4, 16 and 64 clients (a CPU forward pass is slow enough that requests pile up by
+# themselves). GPU: 10 ms, the usual value for servers that batch on a GPU, until benchmarks/gpu_check.py measures it.
+BATCH_WAIT_MS = {"cpu": 0.0, "cuda": 10.0}
 TOKEN_ENV = "SYNTHAUG_TOKEN"  # the bearer token, when not given with --token (keeps it out of `ps`)
 MB = 1024 * 1024
 
@@ -30,7 +34,8 @@ class ServeConfig:
     retry_after_s: int = 1  # the Retry-After a 503 suggests, seconds
     request_timeout_s: float = 60.0  # whole request (upload, queue, forward pass); longer: 504
     micro_batching: bool = True  # batch concurrent generate requests per generator into shared forward passes
-    batch_wait_ms: float = 10.0  # how long the first request of a batch waits for others to join
+    batch_wait_ms: float | None = None  # how long the first request of a batch waits for others to join; None: by
+    #   device (BATCH_WAIT_MS: 0 on CPU, where waiting was slower at every load measured, 10 on a GPU)
     forward_rows: int = 32  # images per forward pass; every pass is padded to exactly this many rows, so an
     # image's bits never depend on what it was batched with (kernels pick their algorithm by batch size)
     max_batch_images: int = 256  # images one micro-batch gathers at most (then it runs)
@@ -48,7 +53,7 @@ class ServeConfig:
                   "max_batch_images"):
             if getattr(self, f) < 1:
                 raise ConfigError(f"{name}.{f} must be >= 1, got {getattr(self, f)}")
-        if self.request_timeout_s <= 0 or self.batch_wait_ms < 0:
+        if self.request_timeout_s <= 0 or (self.batch_wait_ms is not None and self.batch_wait_ms < 0):
             raise ConfigError(f"{name}: request_timeout_s must be > 0 and batch_wait_ms >= 0, "
                               f"got {self.request_timeout_s} and {self.batch_wait_ms}")
         if self.max_generate_images > self.max_batch_images:
@@ -63,6 +68,13 @@ class ServeConfig:
         if kwargs.get("token") is None and os.environ.get(TOKEN_ENV):
             kwargs["token"] = os.environ[TOKEN_ENV]
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def batch_wait_seconds(cfg: ServeConfig, device: str) -> float:
+    """The micro-batch wait for models on `device` (cpu, cuda, cuda:1): the configured one, or the device's default."""
+    if cfg.batch_wait_ms is not None:
+        return cfg.batch_wait_ms / 1000
+    return BATCH_WAIT_MS.get(device.split(":")[0], BATCH_WAIT_MS["cuda"]) / 1000
 
 
 def is_loopback(host: str) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from synthaug.serve.batching import MicroBatcher
-from synthaug.serve.config import ServeConfig
+from synthaug.serve.config import ServeConfig, batch_wait_seconds
 from synthaug.serve.images import data_url, png_bytes, to_model_input
 from synthaug.serve.limits import Gate, RequestRefused, decode_image
 from synthaug.serve.models import ModelStore, ServedGenerator
@@ -35,7 +35,7 @@ class ServerState:
             ex = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"generator-{name}")
             state.executors.append(ex)
             state.batchers[name] = MicroBatcher(lambda reqs, s=served: s.sample_many(reqs, cfg.forward_rows), ex,
-                                                cfg.forward_rows, cfg.batch_wait_ms / 1000, cfg.max_batch_images,
+                                                cfg.forward_rows, batch_wait_seconds(cfg, store.device), cfg.max_batch_images,
                                                 cfg.micro_batching)
         state.classify_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier")
         state.executors.append(state.classify_executor)

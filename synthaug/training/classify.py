@@ -16,7 +16,7 @@ from synthaug.data import DataConfig, DatasetSplits, ImageDataset, load_data
 from synthaug.plots import save_confusion_matrix
 from synthaug.runs import Run, check_resume_matches
 from synthaug.training.checkpoint import load_checkpoint, save_checkpoint
-from synthaug.training.config import TrainConfig
+from synthaug.training.config import TrainConfig, fit_to_data
 from synthaug.training.loop import TrainData, evaluate, fit
 from synthaug.utils import atomic_path, write_json_atomic
 
@@ -73,6 +73,7 @@ def train_on_splits(splits: DatasetSplits, cfg: TrainConfig, run: Run, synthetic
 
     `init_from` starts from another run's weights (e.g. pre-trained on synthetic images, then fine-tuned on real).
     """
+    cfg = fit_to_data(cfg, splits.train)  # evaluation below must use the fitted recipe's test-time flip too
     model = new_classifier(splits.train, cfg)
     if init_from is not None:
         load_checkpoint(Path(init_from) / MODEL_FILE, model)
@@ -105,6 +106,7 @@ def fit_and_score(trial: TrainConfig, train: ImageDataset, val: ImageDataset, sy
     """Train a fresh model on `train` (+ synthetic) and score it on `val`: a training.tune ScoreFn."""
     from synthaug.training.distributed import current
 
+    trial = fit_to_data(trial, train)
     model = new_classifier(train, trial)
     summary = fit(model, TrainData(train, synthetic, p_real), trial, val=val if trial.eval_every else None)
     metrics, _ = evaluate(model, val, trial)
@@ -134,7 +136,7 @@ def train_classifier(cfg: ClassifierRunConfig, out: str | Path, resume: bool = F
     """`synthaug train`: the resolved schedule (fixed steps) goes into config.json, then train and test."""
     run = Run(out, resume=resume)
     splits = load_data(cfg.data)
-    cfg = replace(cfg, train=resolve_schedule(cfg.train, splits.train, run))
+    cfg = replace(cfg, train=resolve_schedule(fit_to_data(cfg.train, splits.train), splits.train, run))
     if resume:
         check_resume_matches(run, {"data": cfg.data, "train": cfg.train}, RESUMABLE_CHANGES, "device, threads and logging")
     run.write_config(cfg)

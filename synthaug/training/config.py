@@ -11,9 +11,13 @@ baseline without flags (docs/benchmarks.md, "Defaults"):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from synthaug.data.base import ImageDataset
+
+SCHEDULES = ("onecycle", "cosine", "constant", "schedulefree")
+ANYTIME_SCHEDULES = ("schedulefree", "constant")  # every step is a finished model (training.anytime)
 AUGMENTATIONS = ("flip", "crop", "randaugment", "trivialaugment", "erasing")
 # What each recipe means (docs/benchmarks.md measures them); explicit augment / tta_flip override.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -21,12 +25,17 @@ RECIPES: dict[str, dict[str, Any]] = {
     "plain": {"augment": ["flip", "crop"], "tta_flip": False},
     "none": {"augment": [], "tta_flip": False},
 }
+# `recipe: auto`: (labelled images per class up to, recipe), measured on Fashion-MNIST at 20 / 50 / 100 / 500 / 6,000
+# per class, 5 seeds (docs/benchmarks.md, "Recipes by data size")
+AUTO_RECIPE_RULE: list[tuple[float, str]] = [(50, "strong"), (math.inf, "plain")]
 
 
 @dataclass
 class TuneConfig:
     """How `steps: auto` chooses the training length (and optionally the learning rate) on validation data."""
 
+    method: Literal["one-run", "separate"] = "one-run"  # one-run: every candidate length scored from one schedule-free
+    #   run per fold (the cost of the longest candidate); separate: one run per candidate in the run's own schedule
     grid: list[int] | None = None  # candidate step counts; None: the schedule rule's steps x 0.5, 1 and 2
     lr_grid: list[float] | None = None  # candidate peak learning rates; None: `lr` only
     folds: int = 1  # 1: one stratified hold-out of val_fraction; k >= 2: k-fold cross-validation (for very few labels)
@@ -34,6 +43,8 @@ class TuneConfig:
     curve_points: int = 10  # validation passes along the longest candidate (the accuracy-vs-steps curve); 0: none
 
     def __post_init__(self) -> None:
+        if self.method not in ("one-run", "separate"):
+            raise ValueError(f"TuneConfig.method must be one-run or separate, got {self.method!r}")
         if self.grid is not None:
             bad = [s for s in self.grid if isinstance(s, bool) or not isinstance(s, int) or s < 1]
             if not self.grid or bad:
@@ -53,7 +64,8 @@ class TuneConfig:
 class TrainConfig:
     model: str = "small-cnn"  # classifier registry name (small-cnn, kyritz-cnn, resnet18, tv:NAME, timm:NAME)
     pretrained: bool = False  # load ImageNet weights (tv:/timm: backbones only)
-    recipe: Literal["strong", "plain", "none"] = "strong"  # augmentation preset (RECIPES); augment / tta_flip override it
+    recipe: Literal["auto", "strong", "plain", "none"] = "auto"  # augmentation preset (RECIPES); auto: by labelled images
+    #   per class (auto_recipe); augment / tta_flip override it
     steps: int | Literal["auto"] | None = None  # optimiser steps; None: max(min_steps, epochs x images / batch); auto: tuned
     epochs: float = 5.0  # passes over the training set when steps is None (large data sets)
     min_steps: int = 1000  # when steps is None: never fewer optimiser steps than this (small data sets)
@@ -63,8 +75,9 @@ class TrainConfig:
     lr: float = 2e-3  # peak learning rate
     weight_decay: float = 5e-4  # decoupled for AdamW, L2 for SGD / RMSProp
     momentum: float = 0.9  # SGD (Nesterov) and RMSProp momentum
-    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
-    warmup_fraction: float = 0.2  # share of steps spent warming up (onecycle and cosine)
+    schedule: Literal["onecycle", "cosine", "constant", "schedulefree"] = "onecycle"  # schedulefree: schedule-free
+    #   AdamW (training.anytime); steps auto scores lengths with it whatever this is (tune.method one-run)
+    warmup_fraction: float = 0.2  # share of steps spent warming up (onecycle and cosine); schedulefree: of the rule's steps
     label_smoothing: float = 0.1  # cross-entropy label smoothing for real images
     synthetic_label_smoothing: float | None = None  # smoothing on synthetic images (None: same as real)
     augment: list[str] | None = None  # per-sample ops: flip, crop, randaugment, trivialaugment, erasing; None: the recipe's
@@ -89,15 +102,17 @@ class TrainConfig:
     eval_batch_size: int = 1024  # images per forward pass at evaluation
     progress: bool = True  # show a progress bar
     seed: int = 0  # seeds weights, batch order, augmentation, dropout
+    recipe_notes: list[str] = field(default_factory=list)  # filled in by fit_to_data: how the recipe was fitted to the data
 
     def __post_init__(self) -> None:
-        if self.recipe not in RECIPES:
-            raise ValueError(f"TrainConfig.recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
-        if self.augment is None:
-            self.augment = list(RECIPES[self.recipe]["augment"])
-        if self.tta_flip is None:
-            self.tta_flip = bool(RECIPES[self.recipe]["tta_flip"])
-        unknown = [a for a in self.augment if a not in AUGMENTATIONS]
+        if self.recipe != "auto" and self.recipe not in RECIPES:
+            raise ValueError(f"TrainConfig.recipe must be auto or one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        if self.recipe != "auto":  # auto is resolved against the data (fit_to_data), the rest here
+            if self.augment is None:
+                self.augment = list(RECIPES[self.recipe]["augment"])
+            if self.tta_flip is None:
+                self.tta_flip = bool(RECIPES[self.recipe]["tta_flip"])
+        unknown = [a for a in self.augment or [] if a not in AUGMENTATIONS]
         if unknown:
             raise ValueError(f"TrainConfig.augment: unknown {unknown}; choose from {', '.join(AUGMENTATIONS)}")
         if isinstance(self.steps, str) and self.steps != "auto":
@@ -114,14 +129,26 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
         if self.optimizer not in ("adamw", "sgd", "rmsprop"):
             raise ValueError(f"TrainConfig.optimizer must be adamw, sgd or rmsprop, got {self.optimizer!r}")
-        if self.schedule not in ("onecycle", "cosine", "constant"):
-            raise ValueError(f"TrainConfig.schedule must be onecycle, cosine or constant, got {self.schedule!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"TrainConfig.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if (self.steps == "auto" and self.tune.method == "one-run" and self.schedule not in ANYTIME_SCHEDULES
+                and self.optimizer != "adamw"):
+            raise ValueError(f"TrainConfig.tune.method one-run scores lengths with schedule-free AdamW, which does not "
+                             f"match optimizer {self.optimizer!r}: set tune.method: separate (one run per candidate)")
+        if self.schedule == "schedulefree" and self.optimizer != "adamw":
+            raise ValueError(f"TrainConfig.schedule schedulefree is schedule-free AdamW: it needs optimizer adamw, got "
+                             f"{self.optimizer!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"TrainConfig.precision must be auto, fp32 or bf16, got {self.precision!r}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"TrainConfig.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the recipe is fixed (fit_to_data has run, or a named recipe was given)."""
+        return self.recipe != "auto" and self.augment is not None and self.tta_flip is not None
 
     def rule_steps(self, train_size: int) -> int:
         """The schedule rule: `epochs` passes over `train_size` images, but at least `min_steps` steps."""
@@ -131,3 +158,35 @@ class TrainConfig:
         if self.steps == "auto":
             raise ValueError("TrainConfig.steps is 'auto': choose it on validation data first (synthaug.training.tune)")
         return self.steps if self.steps is not None else self.rule_steps(train_size)
+
+
+def auto_recipe(images_per_class: float) -> str:
+    """The `auto` recipe for this many labelled images per class (the sweep in docs/benchmarks.md)."""
+    for up_to, recipe in AUTO_RECIPE_RULE:
+        if images_per_class <= up_to:
+            return recipe
+    return AUTO_RECIPE_RULE[-1][1]
+
+
+def fit_to_data(cfg: TrainConfig, train: ImageDataset) -> TrainConfig:
+    """`cfg` with its recipe fixed for the labelled images `train`: `auto` becomes the recipe the sweep found best at
+    this size, and a flip (training or test-time) is dropped where the data declares that mirroring changes labels
+    (provenance["hflip"], from DataConfig.hflip or the dataset). `recipe_notes` says what was done and why.
+    Idempotent: a fitted config comes back unchanged."""
+    notes = list(cfg.recipe_notes)
+    if cfg.recipe == "auto":
+        per_class = len(train) / max(1, train.num_classes)
+        recipe = auto_recipe(per_class)
+        notes.append(f"recipe auto -> {recipe}: {per_class:.0f} labelled images per class (rule: {auto_recipe_rule_text()})")
+        cfg = replace(cfg, recipe=recipe, recipe_notes=notes)
+    if train.provenance.get("hflip", True) is False and ("flip" in cfg.augment or cfg.tta_flip):
+        dropped = [what for what, on in (("flip", "flip" in cfg.augment), ("flip TTA", cfg.tta_flip)) if on]
+        notes.append(f"{' and '.join(dropped)} dropped: a mirrored image of {train.provenance.get('dataset', train.name)} "
+                     f"changes its label (set data hflip: true if it does not)")
+        cfg = replace(cfg, augment=[a for a in cfg.augment if a != "flip"], tta_flip=False, recipe_notes=notes)
+    return cfg
+
+
+def auto_recipe_rule_text() -> str:
+    bounds = [f"<= {up_to:g}: {recipe}" for up_to, recipe in AUTO_RECIPE_RULE[:-1]]
+    return ", ".join(bounds + [f"more: {AUTO_RECIPE_RULE[-1][1]}"])

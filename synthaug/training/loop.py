@@ -17,10 +17,11 @@ from torch import nn
 from synthaug.data.base import ImageDataset, MismatchError
 from synthaug.metrics.classification import classification_metrics
 from synthaug.runs import Run
+from synthaug.training import anytime
 from synthaug.training.augment import Augmenter, mix_batch, soft_targets
 from synthaug.training.checkpoint import load_checkpoint, save_checkpoint
 from synthaug.training import distributed
-from synthaug.training.config import TrainConfig
+from synthaug.training.config import TrainConfig, fit_to_data
 from synthaug.training.sampler import BatchSampler
 from synthaug.utils import resolve_device, use_bf16
 
@@ -55,11 +56,14 @@ class TrainData:
         return len(self.real) + (len(self.synthetic) if self.synthetic is not None else 0)
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: TrainConfig, warmup_steps: int = 0) -> torch.optim.Optimizer:
+    """The configured optimiser; `warmup_steps` is used by the schedule-free one, which warms up by itself."""
     # No weight decay on biases and norm parameters (standard practice; decaying BN scales hurts).
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.schedule == "schedulefree":  # TrainConfig allows it with adamw only
+        return anytime.make_schedule_free(groups, cfg.lr, warmup_steps)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
     if cfg.optimizer == "sgd":
@@ -69,7 +73,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
     """Learning-rate multiplier at `step` (a pure function of the step, so resuming needs no state)."""
-    if cfg.schedule == "constant":
+    if cfg.schedule in ("constant", "schedulefree"):  # schedule-free warms up inside the optimiser
         return 1.0
     warmup = int(cfg.warmup_fraction * total)
     if step < warmup:
@@ -160,12 +164,15 @@ class _Session:
         synthetic_eps = cfg.synthetic_label_smoothing if cfg.synthetic_label_smoothing is not None else cfg.label_smoothing
         self.smoothing = torch.where(is_syn, synthetic_eps, cfg.label_smoothing).float().to(self.device)
         self.num_classes = data.real.num_classes
-        self.total = cfg.total_steps(len(data) if data.p_real is None else len(data.real))
+        size = len(data) if data.p_real is None else len(data.real)
+        self.total = cfg.total_steps(size)
         self.sampler = BatchSampler(len(data.real), cfg.batch_size, self.g, len(data) - len(data.real), data.p_real)
         self.augment = Augmenter(cfg, data.real.channels)
         self.memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory)
-        self.optimizer = make_optimizer(model, cfg)
+        # schedule-free warm-up is a fixed number of steps, not a share of the run: then a run stopped at step T is
+        # the same as a run planned for T steps, which is what scoring every length from one run relies on
+        self.optimizer = make_optimizer(model, cfg, warmup_steps=round(cfg.warmup_fraction * cfg.rule_steps(size)))
         wrapped = self.dist.wrap(model, self.device)
         self.forward = torch.compile(wrapped) if cfg.compile else wrapped
         self.state = _State()
@@ -181,6 +188,22 @@ class _Session:
         targets = soft_targets(self.labels[idx], self.num_classes, self.smoothing[idx])
         x, targets = mix_batch(x, targets, self.cfg, self.g)
         return self.dist.shard(x), self.dist.shard(targets)
+
+    @torch.no_grad()
+    def norm_batches(self) -> None:
+        """Training batches through the model, for the batch-norm statistics of schedule-free's averaged weights:
+        up to 1,024 augmented images, drawn with a generator of their own seeded by the step (the training stream
+        is untouched, and the same step gives the same statistics in any run)."""
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.state.step)
+        order = torch.randperm(len(self.images), generator=g)[:1024].to(self.device)
+        for idx in order.split(self.cfg.batch_size):
+            x = self.augment(self.images[idx], g).contiguous(memory_format=self.memory)
+            with autocast(self.device, self.cfg):
+                self.model(x)
+
+    def evaluation_weights(self) -> contextlib.AbstractContextManager:
+        """The weights to evaluate: schedule-free's average (y restored after), or the model as it is."""
+        return anytime.averaged_weights(self.model, self.optimizer, self.norm_batches)
 
     def set_lr(self) -> None:
         for group in self.optimizer.param_groups:
@@ -208,18 +231,21 @@ class _Session:
 
     def keep_if_best(self, val: ImageDataset) -> bool:
         """Validate; remember the best weights. False when early stopping says stop."""
-        if _validate(self.model, val, self.cfg, self.state, self.run, self.dist):
-            self.best_weights = copy.deepcopy(self.model.state_dict())
-            if self.writes:
-                save_checkpoint(self.run.file("best.safetensors"), self.model, state={"step": self.state.step})
-            return True
+        with self.evaluation_weights():
+            if _validate(self.model, val, self.cfg, self.state, self.run, self.dist):
+                self.best_weights = copy.deepcopy(self.model.state_dict())
+                if self.writes:
+                    save_checkpoint(self.run.file("best.safetensors"), self.model, state={"step": self.state.step})
+                return True
         patience = self.cfg.early_stopping_patience
         return not (patience and self.state.evals_without_improvement >= patience)
 
 
 def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None = None,
         val: ImageDataset | None = None, resume: bool = False) -> dict[str, Any]:
-    """Train `model` on `data` for cfg.steps (or epochs); return a summary. Writes checkpoints into `run`."""
+    """Train `model` on `data` for cfg.steps (or epochs); return a summary. Writes checkpoints into `run`.
+    The recipe is fitted to the data first (training.config.fit_to_data): evaluate with a config fitted the same way."""
+    cfg = fit_to_data(cfg, data.real)
     s = _Session(model, data, cfg, run)
     if resume:
         s.restore()
@@ -260,12 +286,14 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None = N
             s.checkpoint()
     state.train_seconds += time.perf_counter() - start
     progress.close()
-    s.dist.sync_buffers([model])  # rank 0's batch-norm statistics everywhere: what its checkpoint holds
     s.dist.check_in_sync({"the classifier": model})
+    if s.best_weights is not None and cfg.restore_best:
+        model.load_state_dict(s.best_weights)  # keep the weights that scored best on validation
+    elif anytime.is_schedule_free(s.optimizer):
+        anytime.use_averaged_weights(model, s.optimizer, s.norm_batches)  # the finished model is the average
+    s.dist.sync_buffers([model])  # rank 0's batch-norm statistics everywhere: what its checkpoint holds
     if val is not None and not cfg.eval_every:
         _validate(model, val, cfg, state, run, s.dist)
-    elif s.best_weights is not None and cfg.restore_best:
-        model.load_state_dict(s.best_weights)  # keep the weights that scored best on validation
     s.checkpoint()
     seen = state.step * cfg.batch_size
     return {"steps": state.step, "total_steps": s.total, "stop_reason": stop_reason, "best_val_step": state.best_step,
