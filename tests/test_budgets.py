@@ -166,7 +166,8 @@ def test_fit_to_data_says_why_a_flip_was_dropped_and_is_idempotent():
     assert "flip" not in fitted.augment and fitted.tta_flip is False
     assert any("flip and flip TTA dropped" in n and "halves" in n for n in fitted.recipe_notes)
     assert fit_to_data(fitted, _half_bright(4, hflip=False)) == fitted
-    assert fit_to_data(cfg, _half_bright(4, hflip=True)) == cfg  # flips allowed: nothing to change
+    allowed = fit_to_data(cfg, _half_bright(4, hflip=True))  # flips allowed: only the crop padding is filled in
+    assert allowed == replace(cfg, crop_padding=16 // 14) and allowed.recipe_notes == []
 
 
 @pytest.mark.parametrize("per_class", [20, 100])
@@ -213,3 +214,10 @@ def test_serve_waits_for_a_batch_only_where_waiting_was_measured_to_pay():
     assert batch_wait_seconds(cfg, "cpu") == 0.0 == BATCH_WAIT_MS["cpu"]
     assert batch_wait_seconds(cfg, "cuda:1") == pytest.approx(0.010)
     assert batch_wait_seconds(ServeConfig(generator_runs=["g"], classifier_run="c", batch_wait_ms=25), "cpu") == 0.025
+
+
+@pytest.mark.parametrize("side,padding", [(8, 0), (16, 1), (28, 2), (32, 2), (64, 4)])
+def test_crop_padding_scales_with_the_image_side(side, padding):
+    ds = ImageDataset(torch.zeros(2, 1, side, side, dtype=torch.uint8), torch.tensor([0, 1]), ["a", "b"])
+    assert fit_to_data(TrainConfig(recipe="plain"), ds).crop_padding == padding
+    assert fit_to_data(TrainConfig(recipe="plain", crop_padding=3), ds).crop_padding == 3  # an explicit value stays

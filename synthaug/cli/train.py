@@ -52,7 +52,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    "schedule-free AdamW, a finished model at every step")
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--augment", type=csv_list, help="comma-separated: flip,crop,randaugment,trivialaugment,erasing (or none)")
-    g.add_argument("--crop-padding", type=int, help="pixels of random translation")
+    g.add_argument("--crop-padding", type=int, help="pixels of random translation (default: image side // 14)")
     g.add_argument("--mixup", type=float, help="MixUp alpha (0: off)")
     g.add_argument("--cutmix", type=float, help="CutMix alpha (0: off)")
     g.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=None,

@@ -81,7 +81,8 @@ class TrainConfig:
     label_smoothing: float = 0.1  # cross-entropy label smoothing for real images
     synthetic_label_smoothing: float | None = None  # smoothing on synthetic images (None: same as real)
     augment: list[str] | None = None  # per-sample ops: flip, crop, randaugment, trivialaugment, erasing; None: the recipe's
-    crop_padding: int = 2  # pixels of random translation for `crop`
+    crop_padding: int | None = None  # pixels of random translation for `crop`; None: side // 14 (28 px: 2, 32 px: 2,
+    #   16 px: 1, 8 px: none: on 8x8 digits even one pixel cost a point, docs/benchmarks.md)
     randaugment_ops: int = 2  # RandAugment: ops per image
     randaugment_magnitude: int = 9  # RandAugment: magnitude 0..30
     erasing_prob: float = 0.5  # random erasing: chance per image
@@ -121,6 +122,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.steps must be >= 1, got {self.steps}")
         if self.epochs <= 0:
             raise ValueError(f"TrainConfig.epochs must be > 0, got {self.epochs}")
+        if self.crop_padding is not None and self.crop_padding < 0:
+            raise ValueError(f"TrainConfig.crop_padding must be >= 0 pixels, got {self.crop_padding}")
         if self.min_steps < 1:
             raise ValueError(f"TrainConfig.min_steps must be >= 1, got {self.min_steps}")
         if self.batch_size < 1:
@@ -171,9 +174,12 @@ def auto_recipe(images_per_class: float) -> str:
 def fit_to_data(cfg: TrainConfig, train: ImageDataset) -> TrainConfig:
     """`cfg` with its recipe fixed for the labelled images `train`: `auto` becomes the recipe the sweep found best at
     this size, and a flip (training or test-time) is dropped where the data declares that mirroring changes labels
-    (provenance["hflip"], from DataConfig.hflip or the dataset). `recipe_notes` says what was done and why.
+    (provenance["hflip"], from DataConfig.hflip or the dataset); an unset crop padding becomes the image side // 14.
+    `recipe_notes` says what was done and why.
     Idempotent: a fitted config comes back unchanged."""
     notes = list(cfg.recipe_notes)
+    if cfg.crop_padding is None:
+        cfg = replace(cfg, crop_padding=min(train.image_size) // 14)
     if cfg.recipe == "auto":
         per_class = len(train) / max(1, train.num_classes)
         recipe = auto_recipe(per_class)
