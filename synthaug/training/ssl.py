@@ -1,0 +1,66 @@
+"""Consistency training on unlabelled images: the pieces of FixMatch and FreeMatch's thresholds, as pure functions.
+
+FixMatch (Sohn et al. 2020): the model's prediction on a weakly augmented view of an unlabelled image becomes a hard
+pseudo-label when its confidence clears a threshold, and the prediction on a strongly augmented view of the same
+image is trained toward it. FreeMatch (Wang et al. 2023) replaces the fixed threshold by a self-adaptive one: a global
+level that follows the model's mean confidence, scaled per class by how much probability the model gives each class,
+so that early in training (or for hard classes) pseudo-labels are not starved.
+
+Kept apart from the loop (training/loop.py) so that the arithmetic is checked by hand in the tests; the loop only
+decides which images go where. Issue 26 wires it into `fit`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def pseudo_labels(logits_weak: torch.Tensor, threshold: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hard labels, mask) from the weak view's logits: the arg-max class, kept where its probability reaches the
+    threshold (a number, or one threshold per class, applied by the predicted class)."""
+    probs = logits_weak.detach().float().softmax(1)
+    confidence, labels = probs.max(1)
+    bar = threshold[labels] if torch.is_tensor(threshold) and threshold.ndim == 1 else threshold
+    return labels, (confidence >= bar).float()
+
+
+def fixmatch_loss(logits_weak: torch.Tensor, logits_strong: torch.Tensor,
+                  threshold: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The unlabelled term of FixMatch: cross-entropy of the strong view toward the weak view's pseudo-label, over
+    the images whose pseudo-label clears the threshold, averaged over *all* unlabelled images of the batch (so the
+    term grows as more images qualify). Returns (loss, mask). No gradient flows through the weak view."""
+    labels, mask = pseudo_labels(logits_weak, threshold)
+    per_image = F.cross_entropy(logits_strong.float(), labels, reduction="none")
+    return (per_image * mask).mean(), mask
+
+
+class SelfAdaptiveThreshold:
+    """FreeMatch's self-adaptive thresholds: tau_t = m tau + (1 - m) mean max-probability (global), p_t(c) = m p(c) +
+    (1 - m) mean probability of class c (local), threshold(c) = p_t(c) / max p_t x tau_t. Both start at 1 / classes."""
+
+    def __init__(self, num_classes: int, momentum: float = 0.999) -> None:
+        if not 0 <= momentum < 1:
+            raise ValueError(f"SelfAdaptiveThreshold: momentum must be in [0, 1), got {momentum}")
+        self.momentum = momentum
+        self.global_level = torch.tensor(1.0 / num_classes)
+        self.class_level = torch.full((num_classes,), 1.0 / num_classes)
+
+    @torch.no_grad()
+    def update(self, logits_weak: torch.Tensor) -> torch.Tensor:
+        """Fold one batch of weak-view predictions into the levels; return the per-class thresholds to use now."""
+        probs = logits_weak.detach().float().softmax(1).cpu()
+        m = self.momentum
+        self.global_level = m * self.global_level + (1 - m) * probs.max(1).values.mean()
+        self.class_level = m * self.class_level + (1 - m) * probs.mean(0)
+        return self.thresholds()
+
+    def thresholds(self) -> torch.Tensor:
+        return self.class_level / self.class_level.max() * self.global_level
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"global_level": self.global_level.clone(), "class_level": self.class_level.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.global_level = state["global_level"].clone()
+        self.class_level = state["class_level"].clone()
