@@ -14,7 +14,8 @@ TRAIN_FLAGS = {  # flag dest -> TrainConfig field
     "label_smoothing": "label_smoothing", "augment": "augment", "crop_padding": "crop_padding",
     "mixup": "mixup_alpha", "cutmix": "cutmix_alpha", "tta_flip": "tta_flip", "eval_every": "eval_every",
     "early_stopping": "early_stopping_patience", "checkpoint_every": "checkpoint_every", "precision": "precision",
-    "compile": "compile", "device": "device", "threads": "threads", "seed": "seed",
+    "compile": "compile", "device": "device", "threads": "threads", "seed": "seed", "ssl": "ssl", "ssl_ratio": "ssl_ratio",
+    "ssl_threshold": "ssl_threshold", "ssl_weight": "ssl_weight", "ema_decay": "ema_decay",
 }
 
 
@@ -57,6 +58,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cutmix", type=float, help="CutMix alpha (0: off)")
     g.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=None,
                    help="average predictions with the mirrored image (default: the recipe's)")
+    g.add_argument("--ssl", choices=["none", "fixmatch", "freematch"],
+                   help="consistency training on the unlabelled pool (--unlabelled rest|N; giving a pool turns on "
+                        "fixmatch): fixmatch = pseudo-labels above --ssl-threshold, freematch = self-adaptive thresholds")
+    g.add_argument("--ssl-ratio", type=int, help="unlabelled images per labelled image in a batch (default 7)")
+    g.add_argument("--ssl-threshold", type=float, help="fixmatch: confidence a pseudo-label needs (default 0.95)")
+    g.add_argument("--ssl-weight", type=float, help="weight of the unlabelled loss (default 1)")
+    g.add_argument("--ema-decay", type=float, help="evaluate a moving average of the weights (default 0.999 with --ssl)")
     g.add_argument("--eval-every", type=int, help="steps between validation passes")
     g.add_argument("--early-stopping", type=int, help="patience in validation passes (needs --val-fraction)")
     g.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
@@ -103,7 +111,10 @@ def run(args: argparse.Namespace) -> int:
     from synthaug.training.classify import ClassifierRunConfig, train_classifier
 
     base = load_yaml(args.config) if args.config else {}
-    cfg = from_dict(ClassifierRunConfig, merge(base, {"data": data_overrides(args), "train": train_overrides(args)}))
+    settings = merge(base, {"data": data_overrides(args), "train": train_overrides(args)})
+    if settings.get("data", {}).get("unlabelled") is not None and "ssl" not in settings.get("train", {}):
+        settings["train"]["ssl"] = "fixmatch"  # a pool given to `train` is there for consistency training
+    cfg = from_dict(ClassifierRunConfig, settings)
     metrics = train_classifier(cfg, args.out, resume=args.resume)
     from synthaug.training.distributed import is_main
 

@@ -77,7 +77,8 @@ def train_on_splits(splits: DatasetSplits, cfg: TrainConfig, run: Run, synthetic
     model = new_classifier(splits.train, cfg)
     if init_from is not None:
         load_checkpoint(Path(init_from) / MODEL_FILE, model)
-    summary = fit(model, TrainData(splits.train, synthetic, p_real), cfg, run, val=splits.val, resume=resume)
+    pool = splits.unlabelled if cfg.ssl != "none" else None  # consistency training only: never its labels
+    summary = fit(model, TrainData(splits.train, synthetic, p_real, pool), cfg, run, val=splits.val, resume=resume)
     if not run.writes:  # another rank of a data-parallel run: rank 0 tests the model and writes the files
         return {"training": summary}
     save_classifier(model, run.path, cfg.model, splits.train)

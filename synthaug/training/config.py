@@ -90,6 +90,13 @@ class TrainConfig:
     cutmix_alpha: float = 0.0  # CutMix Beta(alpha, alpha); 0 disables
     mix_prob: float = 1.0  # chance that a batch is mixed when MixUp / CutMix are on
     tta_flip: bool | None = None  # average predictions over the image and its mirror at test time; None: the recipe's
+    ssl: Literal["none", "fixmatch", "freematch"] = "none"  # consistency training on the data's unlabelled pool
+    #   (data.unlabelled): fixmatch = fixed threshold, freematch = FreeMatch's self-adaptive per-class thresholds
+    ssl_ratio: int = 7  # unlabelled images per labelled image in each batch (FixMatch's mu)
+    ssl_threshold: float = 0.95  # fixmatch: weak-view confidence a pseudo-label needs
+    ssl_weight: float = 1.0  # weight of the unlabelled loss (FixMatch's lambda_u)
+    ema_decay: float | None = None  # evaluate an exponential moving average of the weights (None: 0.999 with ssl,
+    #   off otherwise; 0: off)
     eval_every: int = 0  # steps between validation passes (0: at the end only)
     restore_best: bool = True  # with eval_every: end on the weights that scored best on validation
     early_stopping_patience: int = 0  # validation passes without improvement before stopping (0: off)
@@ -122,6 +129,18 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.steps must be >= 1, got {self.steps}")
         if self.epochs <= 0:
             raise ValueError(f"TrainConfig.epochs must be > 0, got {self.epochs}")
+        if self.ssl not in ("none", "fixmatch", "freematch"):
+            raise ValueError(f"TrainConfig.ssl must be none, fixmatch or freematch, got {self.ssl!r}")
+        if self.ssl_ratio < 1 or not 0 < self.ssl_threshold <= 1 or self.ssl_weight < 0:
+            raise ValueError(f"TrainConfig: ssl_ratio must be >= 1, ssl_threshold in (0, 1], ssl_weight >= 0; got "
+                             f"{self.ssl_ratio}, {self.ssl_threshold}, {self.ssl_weight}")
+        if self.ema_decay is None:
+            self.ema_decay = 0.999 if self.ssl != "none" else 0.0
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.ssl != "none" and (self.steps == "auto" or self.schedule == "schedulefree"):
+            raise ValueError("TrainConfig.ssl: consistency training runs at a fixed length with its own weight average "
+                             "(ema_decay); steps auto and schedule schedulefree are not combined with it yet: give steps")
         if self.crop_padding is not None and self.crop_padding < 0:
             raise ValueError(f"TrainConfig.crop_padding must be >= 0 pixels, got {self.crop_padding}")
         if self.min_steps < 1:

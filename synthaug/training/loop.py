@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synthaug.data.base import ImageDataset, MismatchError
+from synthaug.data.base import ImageDataset, MismatchError, UnlabelledImages
 from synthaug.metrics.classification import classification_metrics
 from synthaug.runs import Run
 from synthaug.training import anytime
@@ -23,6 +23,7 @@ from synthaug.training.checkpoint import load_checkpoint, save_checkpoint
 from synthaug.training import distributed
 from synthaug.training.config import TrainConfig, fit_to_data
 from synthaug.training.sampler import BatchSampler
+from synthaug.training.ssl import UnlabelledStream, fixmatch_loss
 from synthaug.utils import resolve_device, use_bf16
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -39,6 +40,7 @@ class TrainData:
     real: ImageDataset
     synthetic: ImageDataset | None = None
     p_real: float | None = None  # None: one pool (`add`); a number: share of real images per batch
+    unlabelled: UnlabelledImages | None = None  # pool for consistency training (TrainConfig.ssl); never labelled
 
     def pool(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(images, labels, is_synthetic) of real followed by synthetic."""
@@ -126,6 +128,25 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
     return loss.detach()
 
 
+def consistency_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, targets: torch.Tensor,
+                     unlabelled: UnlabelledStream, device: torch.device, cfg: TrainConfig) -> torch.Tensor:
+    """One FixMatch step: the labelled batch and the weak and strong views of ratio x batch pool images go through
+    the model together (one batch-norm batch, as in FixMatch), supervised loss + ssl_weight x consistency loss."""
+    weak, strong = unlabelled.next()
+    with autocast(device, cfg):
+        logits = model(torch.cat([x, weak, strong])).float()
+    n, m = len(x), len(weak)
+    supervised = torch.sum(-targets * F.log_softmax(logits[:n], dim=1), dim=1).mean()
+    logits_weak, logits_strong = logits[n:n + m], logits[n + m:]
+    consistency, mask = fixmatch_loss(logits_weak, logits_strong, unlabelled.threshold(logits_weak))
+    unlabelled.mask_rate = mask.mean().detach()
+    loss = supervised + cfg.ssl_weight * consistency
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 class _State:
     """Loop state that a checkpoint must carry to resume exactly."""
 
@@ -175,10 +196,38 @@ class _Session:
         self.optimizer = make_optimizer(model, cfg, warmup_steps=round(cfg.warmup_fraction * cfg.rule_steps(size)))
         wrapped = self.dist.wrap(model, self.device)
         self.forward = torch.compile(wrapped) if cfg.compile else wrapped
+        self.unlabelled = self._unlabelled_stream(data)
+        self.ema = None  # the weights to evaluate, when averaged (consistency training)
+        if cfg.ema_decay:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
         self.state = _State()
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.ckpt = run.file(CHECKPOINT) if run else None
         self.writes = run is not None and run.writes
+
+    def _unlabelled_stream(self, data: TrainData) -> UnlabelledStream | None:
+        if self.cfg.ssl == "none":
+            return None
+        if data.unlabelled is None or len(data.unlabelled) == 0:
+            raise ValueError(f"TrainConfig.ssl {self.cfg.ssl} trains on an unlabelled pool, and there is none: set "
+                             "data.unlabelled (rest or a number of images; --unlabelled on the command line)")
+        if self.dist.enabled:
+            raise ValueError("consistency training (TrainConfig.ssl) does not run data-parallel yet; use one process")
+        return UnlabelledStream(data.unlabelled.images.to(self.device), self.cfg, self.g, self.num_classes,
+                                flip=data.real.provenance.get("hflip", True) is not False)
+
+    def step(self) -> torch.Tensor:
+        """One optimiser step on the next batch (and, with consistency training, the next pool images)."""
+        x, targets = self.next_batch()
+        if self.unlabelled is None:
+            loss = train_step(self.forward, self.optimizer, x, targets, self.device, self.cfg)
+        else:
+            loss = consistency_step(self.forward, self.optimizer, x, targets, self.unlabelled, self.device, self.cfg)
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return loss
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """This process's share of the global batch: augmented and mixed whole (the same whatever the number
@@ -202,7 +251,10 @@ class _Session:
                 self.model(x)
 
     def evaluation_weights(self) -> contextlib.AbstractContextManager:
-        """The weights to evaluate: schedule-free's average (y restored after), or the model as it is."""
+        """The weights to evaluate: the moving average (consistency training), schedule-free's average (y restored
+        after), or the model as it is."""
+        if self.ema is not None:
+            return _holding(self.model, self.ema.module.state_dict())
         return anytime.averaged_weights(self.model, self.optimizer, self.norm_batches)
 
     def set_lr(self) -> None:
@@ -214,6 +266,10 @@ class _Session:
             return
         extra = {"rng.global": torch.get_rng_state(), "rng.sampler": self.g.get_state(),
                  **{f"sampler.{k}": v for k, v in self.sampler.state_dict().items()}}
+        if self.unlabelled is not None:
+            extra.update({f"unlabelled.{k}": v for k, v in self.unlabelled.state_dict().items()})
+        if self.ema is not None:
+            extra.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
         save_checkpoint(self.ckpt, self.model, self.optimizer, self.state.as_dict(), extra)
 
     def restore(self) -> None:
@@ -225,6 +281,10 @@ class _Session:
         torch.set_rng_state(extra["rng.global"])
         self.g.set_state(extra["rng.sampler"])
         self.sampler.load_state_dict({k[len("sampler."):]: v for k, v in extra.items() if k.startswith("sampler.")})
+        if self.unlabelled is not None:
+            self.unlabelled.load_state_dict({k[len("unlabelled."):]: v for k, v in extra.items() if k.startswith("unlabelled.")})
+        if self.ema is not None:
+            self.ema.load_state_dict({k[len("ema."):]: v for k, v in extra.items() if k.startswith("ema.")})
         if self.run.file("best.safetensors").exists():
             self.best_weights = _read_weights(self.run.file("best.safetensors"))
         self.run.log(f"resumed from {self.ckpt} at step {self.state.step}/{self.total}", echo=True)
@@ -260,8 +320,7 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None = N
     start, stop_reason = time.perf_counter(), "steps"
     while state.step < s.total:
         s.set_lr()
-        x, targets = s.next_batch()
-        loss = train_step(s.forward, s.optimizer, x, targets, device, cfg)
+        loss = s.step()
         nonfinite |= ~torch.isfinite(loss)
         running, running_n = running + loss, running_n + 1
         state.step += 1
@@ -275,7 +334,10 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None = N
             mean_loss = float(s.dist.mean(running) / running_n)  # over all ranks: the global batch's loss
             progress.set_postfix(loss=f"{mean_loss:.4f}")
             if run:
-                run.append_metrics({"step": state.step, "loss": mean_loss, "lr": s.optimizer.param_groups[0]["lr"]})
+                row = {"step": state.step, "loss": mean_loss, "lr": s.optimizer.param_groups[0]["lr"]}
+                if s.unlabelled is not None:  # share of pool images whose pseudo-label cleared the threshold
+                    row["pseudo_label_rate"] = float(s.unlabelled.mask_rate)
+                run.append_metrics(row)
             running, running_n = torch.zeros((), device=device), 0
         if eval_now and not s.keep_if_best(val):
             stop_reason = "early_stopping"
@@ -289,6 +351,8 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None = N
     s.dist.check_in_sync({"the classifier": model})
     if s.best_weights is not None and cfg.restore_best:
         model.load_state_dict(s.best_weights)  # keep the weights that scored best on validation
+    elif s.ema is not None:
+        model.load_state_dict(s.ema.module.state_dict())  # the finished model is the moving average
     elif anytime.is_schedule_free(s.optimizer):
         anytime.use_averaged_weights(model, s.optimizer, s.norm_batches)  # the finished model is the average
     s.dist.sync_buffers([model])  # rank 0's batch-norm statistics everywhere: what its checkpoint holds
@@ -316,6 +380,17 @@ def _validate(model: nn.Module, val: ImageDataset, cfg: TrainConfig, state: _Sta
         return True
     state.evals_without_improvement += 1
     return False
+
+
+@contextlib.contextmanager
+def _holding(model: nn.Module, weights: dict[str, torch.Tensor]):
+    """Within the block `model` holds `weights` (e.g. its moving average); after it, exactly its own again."""
+    own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(weights)
+    try:
+        yield
+    finally:
+        model.load_state_dict(own)
 
 
 def _diverged(run: Run | None, ckpt, step: int, cfg: TrainConfig) -> TrainingDiverged:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 
-class _Stream:
+class ShuffledStream:
     """Shuffled pass after shuffled pass over `size` indices (sampling without replacement)."""
 
     def __init__(self, size: int, offset: int, g: torch.Generator) -> None:
@@ -43,9 +43,9 @@ class BatchSampler:
             raise ValueError(f"p_real={p_real} needs both real ({n_real}) and synthetic ({n_synthetic}) images")
         self.batch_size, self.g, self.p_real = batch_size, g, p_real
         if p_real is None:
-            self.streams = [_Stream(n_real + n_synthetic, 0, g)]
+            self.streams = [ShuffledStream(n_real + n_synthetic, 0, g)]
         else:
-            self.streams = [_Stream(max(n_real, 1), 0, g), _Stream(max(n_synthetic, 1), n_real, g)]
+            self.streams = [ShuffledStream(max(n_real, 1), 0, g), ShuffledStream(max(n_synthetic, 1), n_real, g)]
 
     def next(self) -> torch.Tensor:
         if self.p_real is None:

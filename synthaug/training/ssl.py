@@ -64,3 +64,51 @@ class SelfAdaptiveThreshold:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.global_level = state["global_level"].clone()
         self.class_level = state["class_level"].clone()
+
+
+class UnlabelledStream:
+    """The unlabelled half of a consistency-training step: the pool (on the training device) in its own shuffled
+    order, `ratio` x batch images a step, each as a weak view (flip where the data allows it, translation) and a
+    strong one (the weak view's geometry, then RandAugment with a magnitude drawn per image and op, as in FixMatch,
+    then a cutout). Its order and thresholds are part of the checkpoint, so a resumed run continues exactly."""
+
+    def __init__(self, pool: torch.Tensor, cfg, generator: torch.Generator, num_classes: int, flip: bool) -> None:
+        from synthaug.training.batch_augment import RANDAUGMENT, BatchAutoAugment
+        from synthaug.training.sampler import ShuffledStream
+
+        if len(pool) == 0:
+            raise ValueError("consistency training needs a non-empty unlabelled pool")
+        self.pool, self.cfg, self.g, self.flip = pool, cfg, generator, flip
+        self.count = cfg.ssl_ratio * cfg.batch_size
+        self.order = ShuffledStream(len(pool), 0, generator)
+        self.strong_ops = BatchAutoAugment(RANDAUGMENT, ops_per_image=2, magnitude=None)
+        self.adaptive = SelfAdaptiveThreshold(num_classes) if cfg.ssl == "freematch" else None
+        self.mask_rate = torch.zeros(())  # share of the last batch whose pseudo-label was kept (for the log)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weak, strong) float views in [0, 1] of the next `ratio` x batch pool images."""
+        from synthaug.training.augment import random_erasing, random_flip, random_translate
+
+        images = self.pool[self.order.take(self.count).to(self.pool.device)]
+        weak = images.float().div_(255.0)
+        if self.flip:
+            weak = random_flip(weak, self.g)
+        weak = random_translate(weak, max(1, self.cfg.crop_padding or 0), self.g)
+        geometry = weak.mul(255.0).round_().to(torch.uint8)  # the strong view starts from the weak one's geometry
+        strong = self.strong_ops(geometry, self.g).float().div_(255.0)
+        return weak, random_erasing(strong, 1.0, self.g)
+
+    def threshold(self, logits_weak: torch.Tensor) -> float | torch.Tensor:
+        """FixMatch's fixed threshold, or FreeMatch's per-class ones after folding in this batch."""
+        return self.cfg.ssl_threshold if self.adaptive is None else self.adaptive.update(logits_weak).to(logits_weak.device)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = {"order.perm": self.order.perm.clone(), "order.pos": torch.tensor(self.order.pos)}
+        if self.adaptive is not None:
+            state.update({f"adaptive.{k}": v for k, v in self.adaptive.state_dict().items()})
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.order.perm, self.order.pos = state["order.perm"].clone(), int(state["order.pos"])
+        if self.adaptive is not None:
+            self.adaptive.load_state_dict({k[len("adaptive."):]: v for k, v in state.items() if k.startswith("adaptive.")})
