@@ -128,8 +128,12 @@ def resolve_schedule(cfg: TrainConfig, train: ImageDataset, run: Run) -> TrainCo
         run.log(f"choosing steps on validation data held out from {len(train)} labelled images", echo=True)
         _, result = tune_steps(replace(cfg, progress=False), train, fit_and_score)
         run.write_json("tuning.json", result.as_dict())
+    how = "one schedule-free run per fold" if result.method == "one-run" else "one run per candidate and fold"
+    cost = (result.trial_steps + result.steps) / result.steps if result.trial_steps else float("nan")
     run.log(f"steps chosen on validation: {result.steps} (lr {result.lr}) from "
-            + ", ".join(f"{r['steps']}: {r['val_accuracy']:.4f}" for r in result.table), echo=True)
+            + ", ".join(f"{r['steps']}: {r['val_accuracy']:.4f}" for r in result.table)
+            + f"; scored by {how} ({result.trial_steps} trial steps): choosing and training cost {cost:.1f} runs "
+              f"of the chosen length", echo=True)
     return replace(cfg, steps=result.steps, lr=result.lr)
 
 
