@@ -3,7 +3,7 @@
 GPU time comes in minutes, so this runs in at most 8 minutes on one H100-class GPU with no network, and each part
 has its own time limit and failure line: a broken part costs its own minutes, never the others' figures.
 
-    python benchmarks/gpu_check.py --out runs/gpu_check.json             # GPU: <= 8 minutes (the limits sum to 7.75)
+    python benchmarks/gpu_check.py --out runs/gpu_check.json             # GPU: <= 8 minutes (the limits sum to 7.7 min)
     python benchmarks/gpu_check.py --quick --out /tmp/gpu_check.json     # CPU, tiny sizes: the test suite runs this
     python benchmarks/gpu_check.py --out $OUT/gpu_check.json             # on a lent GPU machine: $OUT comes back
 
@@ -52,10 +52,11 @@ class Sizes:
     cifar_images: int = 50_000  # random 3xSxS training images (CIFAR-10's size), S = resnet_size
     resnet_size: int = 32  # resnet18 input pixels
     batch_size: int = 512  # classifier images per optimiser step (per GPU under DDP)
-    classifier_steps: int = 200  # timed optimiser steps per loop, after 5 warm-up steps
+    classifier_steps: int = 120  # timed optimiser steps per loop, after warmup_steps
+    warmup_steps: int = 5  # untimed steps before each timed loop (allocator, cuDNN kernel choice)
     tutorial_steps: int = 60  # timed steps of the tutorial DataLoader loop (CPU-bound, so fewer)
     tutorial_workers: int = 4  # DataLoader worker processes of the tutorial loop
-    cifar_epochs: float = 10.0  # passes over CIFAR-10 in the airbench-style run
+    cifar_epochs: float = 8.0  # passes over CIFAR-10 in the airbench-style run
     cifar_steps: int | None = None  # fixed optimiser steps instead of epochs (quick)
     cifar_batch_size: int = 512  # images per step of the airbench-style run
     diffusion_steps: int = 200  # timed fit steps of the quickstart UNet
@@ -68,11 +69,12 @@ class Sizes:
     sd_rounds: int = 2  # timed rounds, alternating synthaug and direct; the best of each is reported
     ddp_model: str = "resnet18"
     ddp_steps: int = 300  # timed steps of each DDP loop
-    serve_seconds: float = 8.0  # load per level (clients x batch wait)
+    serve_seconds: float = 6.0  # load per level (clients x batch wait)
     serve_images: int = 4  # images per generate request
 
 
-QUICK = Sizes(fmnist_images=512, cifar_images=256, resnet_size=16, batch_size=16, classifier_steps=4, tutorial_steps=3,
+QUICK = Sizes(fmnist_images=512, cifar_images=256, resnet_size=8, batch_size=8, classifier_steps=3, warmup_steps=1,
+              tutorial_steps=3,
               tutorial_workers=0, cifar_steps=3, cifar_batch_size=16, diffusion_steps=2, diffusion_batch_size=8,
               diffusion_samples=4, sd_preset="tiny", sd_size=32, sd_steps=2, sd_images=2, sd_rounds=1,
               ddp_model="small-cnn", ddp_steps=3, serve_seconds=0.4, serve_images=2)
@@ -104,7 +106,7 @@ class Part:
     run: Callable[[Sizes, argparse.Namespace], list[Row]]
     limit_s: float  # on one GPU with the default sizes
     keys: tuple[str, ...]  # the figures it must report
-    quick_limit_s: float = 180.0  # on a CPU with QUICK sizes (import time dominates; a loaded machine is slow)
+    quick_limit_s: float = 600.0  # on a CPU with QUICK sizes: seconds of work, but a shared machine can stretch them 50x
 
 
 # --- shared helpers ------------------------------------------------------------------------------------
@@ -152,14 +154,15 @@ def classifier_part(s: Sizes, opts: argparse.Namespace) -> list[Row]:
     for model, data, px in (("small-cnn", fmnist, 28), ("resnet18", cifar, s.resnet_size)):
         for precision in ("fp32", "bf16"):
             # both without augmentation, so the ratio is the loop itself (sampler, channels_last, soft targets)
-            ours = synthaug_loop(data, model, s.classifier_steps + 5, s.batch_size, 0, precision, augment=[],
-                                 device=str(device))
+            ours = synthaug_loop(data, model, s.classifier_steps + s.warmup_steps, s.batch_size, 0, precision,
+                                 augment=[], device=str(device), warmup=s.warmup_steps)
             plain_model = new_classifier(data, TrainConfig(model=model)).to(device)
             plain = plain_loop(plain_model, data.images, data.labels, s.classifier_steps, s.batch_size, 0, precision,
-                               str(device))
+                               str(device), s.warmup_steps)
             rows.append(Row(f"classifier.{model}.{precision}", f"{model} {px} px {precision}, batch {s.batch_size}: fit()",
                             ours, "images/s", plain, "plain PyTorch loop"))
-    ours = synthaug_loop(fmnist, "small-cnn", s.tutorial_steps + 5, s.batch_size, 0, "fp32", device=str(device))
+    ours = synthaug_loop(fmnist, "small-cnn", s.tutorial_steps + s.warmup_steps, s.batch_size, 0, "fp32",
+                         device=str(device), warmup=s.warmup_steps)
     tutorial = tutorial_loop(fmnist, "small-cnn", s.tutorial_steps + 5, s.batch_size, s.tutorial_workers, 0, str(device))
     rows.append(Row("classifier.small-cnn.tutorial", "small-cnn 28 px fp32, flip + crop: fit()", ours, "images/s", tutorial,
                     f"tutorial DataLoader loop ({s.tutorial_workers} workers)"))
@@ -171,13 +174,13 @@ def cifar_part(s: Sizes, opts: argparse.Namespace) -> list[Row]:
     translation, flip TTA, a short one-cycle schedule, bf16 on GPU); airbench's own network is not in synthaug."""
     from synthaug.config import from_dict
     from synthaug.data import DataConfig
-    from synthaug.data.registry import make_source
+    from synthaug.data.registry import default_cache_root, make_source
     from synthaug.training.classify import ClassifierRunConfig, train_classifier
 
     data = DataConfig("cifar10", data_root=opts.cifar_root)
-    present, where = make_source(data).availability()
-    if not present:
-        raise Skip(f"CIFAR-10 {where}")
+    if not make_source(data).availability()[0]:
+        folder = Path(opts.cifar_root or default_cache_root()) / "cifar-10-batches-py"
+        raise Skip(f"CIFAR-10 not found in {folder}; put the python batches there or pass --cifar-root DIR")
     train = {"model": "resnet18", "optimizer": "sgd", "lr": 0.2, "momentum": 0.9, "weight_decay": 5e-4,
              "label_smoothing": 0.2, "batch_size": s.cifar_batch_size, "augment": ["flip", "crop"], "crop_padding": 2,
              "tta_flip": True, "schedule": "onecycle", "epochs": s.cifar_epochs, "min_steps": 1, "steps": s.cifar_steps,
@@ -218,7 +221,8 @@ def diffusion_part(s: Sizes, opts: argparse.Namespace) -> list[Row]:
                 r["samples_per_s"], "images/s", note=f"{evals} UNet evaluations per image (guidance); {unet}")]
 
 
-def diffusers_direct(pipe: Any, mode: str, prompts: list[str], s: Sizes, init: Any, device: "torch.device") -> None:  # noqa: F821
+def diffusers_direct(pipe: Any, mode: str, prompts: list[str], s: Sizes, init: Any,
+                     device: "torch.device") -> None:  # noqa: F821
     """The pipeline called as its documentation shows: prompts, one generator, tensors out (decoding included)."""
     import torch
 
@@ -290,7 +294,8 @@ def ddp_part(s: Sizes, opts: argparse.Namespace) -> list[Row]:
 def ddp_row(key: str, nproc: int, s: Sizes, opts: argparse.Namespace) -> Row:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ddp.json"
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", __file__,
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               str(Path(__file__).resolve()),
                "--ddp-worker", str(out), "--device", opts.device, *(["--quick"] if opts.quick else [])]
         subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
         r = json.loads(out.read_text())
@@ -319,8 +324,8 @@ def ddp_worker(s: Sizes, opts: argparse.Namespace) -> None:
         torch.cuda.set_device(device)
     data = random_images(s.cifar_images, 3, s.resnet_size)  # the same images on every rank (same seed)
     precision = "bf16" if cuda else "fp32"  # what precision auto gives
-    ours = synthaug_loop(data, s.ddp_model, s.ddp_steps + 5, s.batch_size * ctx.world_size, 0, precision, augment=[],
-                         device=str(device))
+    ours = synthaug_loop(data, s.ddp_model, s.ddp_steps + s.warmup_steps, s.batch_size * ctx.world_size, 0, precision,
+                         augment=[], device=str(device), warmup=s.warmup_steps)
     if not dist.is_initialized():  # one process: synthaug stays alone, the plain loop still goes through DDP
         dist.init_process_group("nccl" if cuda else "gloo")
     model = new_classifier(data, TrainConfig(model=s.ddp_model))
@@ -328,7 +333,7 @@ def ddp_worker(s: Sizes, opts: argparse.Namespace) -> None:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     wrapped = nn.parallel.DistributedDataParallel(model.to(device), device_ids=[device.index] if cuda else None)
     per_rank = plain_loop(wrapped, data.images, data.labels, s.ddp_steps, s.batch_size, dist.get_rank(), precision,
-                          str(device))
+                          str(device), s.warmup_steps)
     synced = new_classifier(data, TrainConfig(model=s.ddp_model))  # what synthaug's wrap makes of its model
     if cuda and ctx.world_size > 1:
         distributed._convert_sync_batchnorm(synced)
@@ -345,40 +350,50 @@ def ddp_worker(s: Sizes, opts: argparse.Namespace) -> None:
         dist.destroy_process_group()
 
 
-def serve_part(s: Sizes, opts: argparse.Namespace) -> list[Row]:
-    """benchmarks/serve_load.py against a server on this machine's device: a cgan and an (untrained) classifier on
-    Fashion-MNIST-shaped images; untrained weights cost the same as trained ones."""
-    import asyncio
-
-    from serve_load import load, start_server
-
+def serve_runs(folder: Path, device: str) -> argparse.Namespace:
+    """A cgan (2 training steps) and an untrained classifier on Fashion-MNIST-shaped images, saved as run folders,
+    and serve_load's server settings for them: untrained weights cost what trained ones cost."""
     from synthaug.generators.api import build_generator
     from synthaug.training.classify import new_classifier, save_classifier
     from synthaug.training.config import TrainConfig
 
     data = random_images(64, 1, 28)
+    gen = build_generator("cgan", {"steps": 2, "batch_size": 16, "progress": False, "device": device}, data)
+    gen.fit(data)
+    gen.save(folder / "cgan")
+    save_classifier(new_classifier(data, TrainConfig()), folder / "classifier", "small-cnn", data)
+    return argparse.Namespace(generator_run=str(folder / "cgan"), classifier_run=str(folder / "classifier"),
+                              device=device, forward_rows=32, max_pending=32, threads=None)
+
+
+def serve_part(s: Sizes, opts: argparse.Namespace) -> list[Row]:
+    """benchmarks/serve_load.py against `synthaug serve` on this machine's device, one server per batch wait (both
+    started at once, loaded one after the other)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from serve_load import load, start_server
+
     rows, errors = [], 0
     with tempfile.TemporaryDirectory() as tmp:
-        gen = build_generator("cgan", {"steps": 2, "batch_size": 16, "progress": False, "device": opts.device}, data)
-        gen.fit(data)
-        gen.save(Path(tmp) / "cgan")
-        save_classifier(new_classifier(data, TrainConfig()), Path(tmp) / "classifier", "small-cnn", data)
-        args = argparse.Namespace(generator_run=str(Path(tmp) / "cgan"), classifier_run=str(Path(tmp) / "classifier"),
-                                  device=opts.device, forward_rows=32, max_pending=32, threads=None)
-        for mode, wait in (("on-0ms", 0), ("on", 10)):
-            proc, url = start_server(args, mode)
-            try:
+        args = serve_runs(Path(tmp), opts.device)
+        modes = {"on-0ms": 0, "on": 10}  # serve_load's modes: batch wait 0 ms and the default 10 ms
+        with ThreadPoolExecutor(len(modes)) as pool:
+            starting = {mode: pool.submit(start_server, args, mode, 600.0 if opts.quick else 120.0) for mode in modes}
+        servers = {mode: f.result() for mode, f in starting.items() if f.exception() is None}
+        try:
+            for mode, f in starting.items():
+                if f.exception() is not None:
+                    raise f.exception()
+            for mode, wait in modes.items():
+                proc, url = servers[mode]
                 asyncio.run(load(url, mode, 1, min(2.0, s.serve_seconds), s.serve_images, proc.pid))  # warm-up
                 for clients in (1, 16):
                     r = asyncio.run(load(url, mode, clients, s.serve_seconds, s.serve_images, proc.pid)).row(s.serve_images)
                     errors += r["errors"]
-                    rows.append(Row(f"serve.wait{wait}ms.clients{clients}",
-                                    f"serve cgan, {clients} client{'s' if clients > 1 else ''}, {wait} ms batch wait",
-                                    r["requests_per_s"], "requests/s",
-                                    note=f"{s.serve_images} images/request; p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms; "
-                                         f"{r['requests_per_forward_pass']:.1f} requests/forward pass; {r['503']} x 503, "
-                                         f"{r['errors']} errors"))
-            finally:
+                    rows.append(serve_row(r, wait, s.serve_images))
+        finally:
+            for proc, _ in servers.values():
                 proc.terminate()
                 proc.wait(15)
     if errors:
@@ -386,15 +401,23 @@ def serve_part(s: Sizes, opts: argparse.Namespace) -> list[Row]:
     return rows
 
 
+def serve_row(r: dict[str, Any], wait: int, images: int) -> Row:
+    clients = r["clients"]
+    return Row(f"serve.wait{wait}ms.clients{clients}", f"serve cgan, {clients} client{'s' if clients > 1 else ''}, "
+               f"{wait} ms batch wait", r["requests_per_s"], "requests/s",
+               note=f"{images} images/request; p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms; "
+                    f"{r['requests_per_forward_pass']:.1f} requests/forward pass; {r['503']} x 503, {r['errors']} errors")
+
+
 PARTS: dict[str, Part] = {
-    "classifier": Part(classifier_part, 75, ("classifier.small-cnn.fp32", "classifier.small-cnn.bf16",
+    "classifier": Part(classifier_part, 90, ("classifier.small-cnn.fp32", "classifier.small-cnn.bf16",
                                             "classifier.resnet18.fp32", "classifier.resnet18.bf16",
                                             "classifier.small-cnn.tutorial")),
     "cifar": Part(cifar_part, 75, ("cifar.accuracy", "cifar.train_seconds")),
-    "diffusion": Part(diffusion_part, 45, ("diffusion.fit", "diffusion.sample")),
+    "diffusion": Part(diffusion_part, 40, ("diffusion.fit", "diffusion.sample")),
     "sd": Part(sd_part, 120, ("sd.text", "sd.img2img")),
     "ddp": Part(ddp_part, 75, ("ddp.one", "ddp.all")),
-    "serve": Part(serve_part, 75, tuple(f"serve.wait{w}ms.clients{c}" for w in (0, 10) for c in (1, 16))),
+    "serve": Part(serve_part, 60, tuple(f"serve.wait{w}ms.clients{c}" for w in (0, 10) for c in (1, 16))),
 }
 
 
@@ -433,9 +456,9 @@ def run_part(name: str, sizes: Sizes, opts: argparse.Namespace, limit_s: float, 
             child(name, sizes, opts, result_file, log_file)
         finally:
             os._exit(0)
-    status = None
+    status, usage = None, None
     while status is None and time.perf_counter() - start < limit_s:
-        done, code = os.waitpid(pid, os.WNOHANG)
+        done, code, usage = os.wait4(pid, os.WNOHANG)
         status = code if done else None
         time.sleep(0.05 if status is None else 0)
     seconds = time.perf_counter() - start
@@ -453,7 +476,9 @@ def run_part(name: str, sizes: Sizes, opts: argparse.Namespace, limit_s: float, 
     missing = [k for k in PARTS[name].keys if k not in {r["key"] for r in result.get("rows", [])}]
     if result["status"] == "ok" and missing:
         result = {**result, "status": "failed", "error": f"did not report {', '.join(missing)}"}
-    return {"status": result["status"], "seconds": round(seconds, 1), "limit_s": limit_s, "error": result.get("error"),
+    cpu_s = round(usage.ru_utime + usage.ru_stime, 1) if status is not None else None  # with the children it waited for
+    return {"status": result["status"], "seconds": round(seconds, 1), "cpu_s": cpu_s, "limit_s": limit_s,
+            "error": result.get("error"),
             "log": f"{logs.name}/{log_file.name}", "rows": result.get("rows", [])}
 
 
@@ -486,7 +511,8 @@ def table(parts: dict[str, dict[str, Any]]) -> str:
     lines = ["| part | measurement | synthaug | plain way | ratio | unit |", "|---|---|---:|---:|---:|---|"]
     for name, result in parts.items():
         if result["status"] != "ok":
-            lines.append(f"| {name} | **{result['status'].upper()}** after {result['seconds']} s: {result['error']} | | | | |")
+            status = result["status"].upper()
+            lines.append(f"| {name} | **{status}** after {result['seconds']} s: {result['error']} | | | | |")
         for r in result["rows"]:
             ref = f"{fmt(r['reference'])} ({r['reference_label']})" if r["reference"] is not None else ""
             ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else ""
@@ -564,13 +590,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     logs = out.with_name(out.stem + "_logs")
     logs.mkdir(parents=True, exist_ok=True)
-    if args.quick:
+    if args.quick and "," in args.parts:  # worth it only when several children share it
         preload()
     part_limits, started, parts = limits(args), time.time(), {}
     for name in args.parts.split(","):
         print(f"[{name}] running (limit {part_limits[name]:.0f} s) ...", flush=True)
         parts[name] = run_part(name, sizes, args, part_limits[name], logs)
-        print(f"[{name}] {parts[name]['status']} in {parts[name]['seconds']} s"
+        print(f"[{name}] {parts[name]['status']} in {parts[name]['seconds']} s ({parts[name]['cpu_s']} CPU s)"
               + (f": {parts[name]['error']}" if parts[name]["error"] else ""), flush=True)
     report = {"meta": {**machine(), "quick": args.quick, "sizes": asdict(sizes), "device": args.device,
                        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),

@@ -99,17 +99,18 @@ def plain_loop(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
 
 
 def synthaug_loop(train, model_name: str, steps: int, batch_size: int, seed: int, precision: str = "fp32",
-                  augment: list[str] | None = None, device: str = "auto") -> float:
-    """synthaug's fit() after a separate 5-step warm-up fit; augment None: flip + 2-pixel crop, [] none."""
+                  augment: list[str] | None = None, device: str = "auto", warmup: int = 5) -> float:
+    """synthaug's fit() for `steps` - `warmup` steps, after a separate `warmup`-step fit; augment None: flip +
+    2-pixel crop, [] none."""
     from synthaug.training.classify import new_classifier
     from synthaug.training.config import TrainConfig
     from synthaug.training.loop import TrainData, fit
 
     augment = ["flip", "crop"] if augment is None else augment
-    warm = TrainConfig(model=model_name, recipe="plain", steps=5, batch_size=batch_size, progress=False, seed=seed,
+    warm = TrainConfig(model=model_name, recipe="plain", steps=warmup, batch_size=batch_size, progress=False, seed=seed,
                        augment=augment, precision=precision, device=device)
     fit(new_classifier(train, warm), TrainData(train), warm)
-    cfg = TrainConfig(model=model_name, recipe="plain", steps=steps - 5, batch_size=batch_size, progress=False, seed=seed,
+    cfg = TrainConfig(model=model_name, recipe="plain", steps=steps - warmup, batch_size=batch_size, progress=False, seed=seed,
                       augment=augment, crop_padding=2, precision=precision, device=device)
     summary = fit(new_classifier(train, cfg), TrainData(train), cfg)  # its clock stops after a synchronising loss check
     return summary["images_per_second"]
