@@ -19,7 +19,7 @@ Parts (docs/benchmarks.md, "GPU", says what each figure means):
 
 Each part runs in a forked child in its own process group (killed with everything it started when its time is
 up) and writes its rows to a file; the parent prints the table and writes the JSON (every key always present,
-null where a part failed, timed out or was skipped) and the children's logs next to it.
+null where a part failed, timed out or was skipped) and, beside it, one .log file with every part's output.
 """
 
 from __future__ import annotations
@@ -297,7 +297,8 @@ def ddp_row(key: str, nproc: int, s: Sizes, opts: argparse.Namespace) -> Row:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                str(Path(__file__).resolve()),
                "--ddp-worker", str(out), "--device", opts.device, *(["--quick"] if opts.quick else [])]
-        subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        subprocess.run(cmd, check=True, env=env)
         r = json.loads(out.read_text())
     note = (f"{r['backend']}, global batch {r['global_batch']}; SyncBatchNorm layers: synthaug {r['syncbn_synthaug']}, "
             f"plain {r['syncbn_plain']} (with 1 process torch computes them as BatchNorm)")
@@ -425,7 +426,7 @@ PARTS: dict[str, Part] = {
 
 def child(name: str, sizes: Sizes, opts: argparse.Namespace, result_file: Path, log_file: Path) -> None:
     """In the forked child: own process group, output to the log, the part's rows (or its error) to result_file."""
-    os.setsid()
+    os.setpgid(0, 0)  # a group, not a session: a machine that ends a command's processes still ends these
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -443,10 +444,28 @@ def child(name: str, sizes: Sizes, opts: argparse.Namespace, result_file: Path, 
     sys.stderr.flush()
 
 
-def run_part(name: str, sizes: Sizes, opts: argparse.Namespace, limit_s: float, logs: Path) -> dict[str, Any]:
-    """Fork, wait up to limit_s, kill the child's process group when it is over (and whatever it left behind)."""
-    result_file, log_file = logs / f"{name}.result.json", logs / f"{name}.log"
-    result_file.unlink(missing_ok=True)
+def wait_for(pid: int, limit_s: float) -> tuple[int | None, Any]:
+    """(exit status, resource usage) of child `pid`, or (None, None) once limit_s has passed. Either way its process
+    group is killed after: a timed-out part, or servers and torchrun workers a part left running."""
+    start, status, usage = time.perf_counter(), None, None
+    try:
+        while status is None and time.perf_counter() - start < limit_s:
+            done, code, usage = os.wait4(pid, os.WNOHANG)
+            status = code if done else None
+            time.sleep(0.05 if status is None else 0)
+    finally:  # also on Ctrl-C, which reaches only this process's group
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if status is None:
+            os.waitpid(pid, 0)
+    return status, usage
+
+
+def run_part(name: str, sizes: Sizes, opts: argparse.Namespace, limit_s: float, work: Path) -> dict[str, Any]:
+    """Run one part in a forked child with a time limit; its status, seconds, rows, and its log's text."""
+    result_file, log_file = work / f"{name}.result.json", work / f"{name}.log"
     sys.stdout.flush()
     sys.stderr.flush()
     start = time.perf_counter()
@@ -456,18 +475,9 @@ def run_part(name: str, sizes: Sizes, opts: argparse.Namespace, limit_s: float, 
             child(name, sizes, opts, result_file, log_file)
         finally:
             os._exit(0)
-    status, usage = None, None
-    while status is None and time.perf_counter() - start < limit_s:
-        done, code, usage = os.wait4(pid, os.WNOHANG)
-        status = code if done else None
-        time.sleep(0.05 if status is None else 0)
+    status, usage = wait_for(pid, limit_s)
     seconds = time.perf_counter() - start
-    try:
-        os.killpg(pid, signal.SIGKILL)  # a timed-out part, or servers / torchrun workers a part left running
-    except ProcessLookupError:
-        pass
     if status is None:
-        os.waitpid(pid, 0)
         result = {"status": "timeout", "error": f"over its {limit_s:.0f} s limit: killed"}
     elif result_file.is_file():
         result = json.loads(result_file.read_text())
@@ -476,10 +486,11 @@ def run_part(name: str, sizes: Sizes, opts: argparse.Namespace, limit_s: float, 
     missing = [k for k in PARTS[name].keys if k not in {r["key"] for r in result.get("rows", [])}]
     if result["status"] == "ok" and missing:
         result = {**result, "status": "failed", "error": f"did not report {', '.join(missing)}"}
-    cpu_s = round(usage.ru_utime + usage.ru_stime, 1) if status is not None else None  # with the children it waited for
-    return {"status": result["status"], "seconds": round(seconds, 1), "cpu_s": cpu_s, "limit_s": limit_s,
-            "error": result.get("error"),
-            "log": f"{logs.name}/{log_file.name}", "rows": result.get("rows", [])}
+    log = log_file.read_text(errors="replace") if log_file.is_file() else ""
+    return {"status": result["status"], "seconds": round(seconds, 1),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1) if usage else None,  # with the children it waited for
+            "limit_s": limit_s, "error": result.get("error"), "rows": result.get("rows", []),
+            "log_tail": log.splitlines()[-12:] if result["status"] != "ok" else [], "log": log}
 
 
 def describe_exit(status: int) -> str:
@@ -543,21 +554,21 @@ def machine() -> dict[str, Any]:
 def preload() -> None:
     """Import what the parts use once, so that forked children start at once (the quick check on a CPU). The CUDA
     check through NVML keeps this process from initialising CUDA, which a forked child could not use then."""
-    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
-    import diffusers  # noqa: F401
-    import generators  # noqa: F401
-    import pretrained_speed  # noqa: F401
-    import serve_load  # noqa: F401
-    import train_throughput  # noqa: F401
+    import importlib
 
-    import synthaug.generators.api  # noqa: F401
-    import synthaug.training.classify  # noqa: F401
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    for module in ("torch", "diffusers", "train_throughput", "generators", "pretrained_speed", "serve_load",
+                   "synthaug.generators.api", "synthaug.training.classify"):
+        try:
+            importlib.import_module(module)
+        except ImportError:  # the part that needs it fails on its own line
+            pass
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes: seconds on a CPU (the test suite runs this)")
-    p.add_argument("--out", default="runs/gpu_check.json", help="the JSON; the parts' logs go to a folder beside it")
+    p.add_argument("--out", default="runs/gpu_check.json", help="the JSON; the parts' output goes beside it (.log)")
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, from: {', '.join(PARTS)}")
     p.add_argument("--limit", action="append", default=[], metavar="PART=SECONDS", help="override a part's time limit")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cuda, cuda:1, cpu")
@@ -580,6 +591,18 @@ def limits(args: argparse.Namespace) -> dict[str, float]:
     return chosen
 
 
+def write_report(out: Path, parts: dict[str, dict[str, Any]], args: argparse.Namespace, sizes: Sizes,
+                 started: float) -> dict[str, Any]:
+    """The JSON as far as the check has got (rewritten after every part, so a killed check still leaves it)."""
+    report = {"meta": {**machine(), "quick": args.quick, "sizes": asdict(sizes), "device": args.device,
+                       "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                       "seconds": round(time.time() - started, 1), "log": out.with_suffix(".log").name},
+              "parts": {name: {k: v for k, v in r.items() if k != "rows"} for name, r in parts.items()},
+              "metrics": metrics_of(parts)}
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network: nothing may try to download
@@ -587,26 +610,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.ddp_worker:
         ddp_worker(sizes, args)
         return 0
-    out = Path(args.out)
-    logs = out.with_name(out.stem + "_logs")
-    logs.mkdir(parents=True, exist_ok=True)
+    out, parts = Path(args.out), {}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log_path = out.with_suffix(".log")  # one file for every part's output: the device tool returns few files
+    log_path.write_text("")
     if args.quick and "," in args.parts:  # worth it only when several children share it
         preload()
-    part_limits, started, parts = limits(args), time.time(), {}
-    for name in args.parts.split(","):
-        print(f"[{name}] running (limit {part_limits[name]:.0f} s) ...", flush=True)
-        parts[name] = run_part(name, sizes, args, part_limits[name], logs)
-        print(f"[{name}] {parts[name]['status']} in {parts[name]['seconds']} s ({parts[name]['cpu_s']} CPU s)"
-              + (f": {parts[name]['error']}" if parts[name]["error"] else ""), flush=True)
-    report = {"meta": {**machine(), "quick": args.quick, "sizes": asdict(sizes), "device": args.device,
-                       "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-                       "seconds": round(time.time() - started, 1)},
-              "parts": {name: {k: v for k, v in r.items() if k != "rows"} for name, r in parts.items()},
-              "metrics": metrics_of(parts)}
-    out.write_text(json.dumps(report, indent=1) + "\n")
+    part_limits, started = limits(args), time.time()
+    with tempfile.TemporaryDirectory(prefix="gpu_check-") as work:
+        for name in args.parts.split(","):
+            print(f"[{name}] running (limit {part_limits[name]:.0f} s) ...", flush=True)
+            parts[name] = r = run_part(name, sizes, args, part_limits[name], Path(work))
+            summary = f"[{name}] {r['status']} in {r['seconds']} s ({r['cpu_s']} CPU s)"
+            summary += f": {r['error']}" if r["error"] else ""
+            print(summary, flush=True)
+            with log_path.open("a") as f:
+                f.write(f"===== {summary}\n{r.pop('log')}\n")
+            report = write_report(out, parts, args, sizes, started)
     print("\n" + table(parts))
     print(f"\n{report['meta']['gpus'] or 'no GPU'}; torch {report['meta']['torch']}; {report['meta']['seconds']} s in all; "
-          f"JSON: {out}; logs: {logs}/")
+          f"JSON: {out}; the parts' output: {log_path}")
     return 0 if all(r["status"] in ("ok", "skipped") for r in parts.values()) else 1
 
 

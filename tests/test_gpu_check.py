@@ -60,7 +60,8 @@ def test_quick_check_runs_every_part_and_reports_the_one_that_raises(tmp_path, g
     assert list(parts) == list(gpu_check.PARTS)
     assert parts["cifar"]["status"] == "failed"
     assert "cannot read CIFAR batch" in parts["cifar"]["error"]
-    assert "DatasetError" in (out.parent / parts["cifar"]["log"]).read_text()  # the traceback is kept
+    assert "DatasetError" in "\n".join(parts["cifar"]["log_tail"])  # the traceback's end, in the JSON
+    assert "Traceback" in out.with_suffix(".log").read_text()  # and all of it beside
     assert {name: r["status"] for name, r in parts.items() if name != "cifar"} == {
         name: "ok" for name in parts if name != "cifar"}, {n: r["error"] for n, r in parts.items()}
 
