@@ -312,7 +312,7 @@ def ddp_worker(s: Sizes, opts: argparse.Namespace) -> None:
     import torch
     import torch.distributed as dist
     from torch import nn
-    from train_throughput import plain_loop, synthaug_loop
+    from train_throughput import plain_loop, synthaug_fit
 
     from synthaug.training import distributed
     from synthaug.training.classify import new_classifier
@@ -325,8 +325,8 @@ def ddp_worker(s: Sizes, opts: argparse.Namespace) -> None:
         torch.cuda.set_device(device)
     data = random_images(s.cifar_images, 3, s.resnet_size)  # the same images on every rank (same seed)
     precision = "bf16" if cuda else "fp32"  # what precision auto gives
-    ours = synthaug_loop(data, s.ddp_model, s.ddp_steps + s.warmup_steps, s.batch_size * ctx.world_size, 0, precision,
-                         augment=[], device=str(device), warmup=s.warmup_steps)
+    summary, trained = synthaug_fit(data, s.ddp_model, s.ddp_steps + s.warmup_steps, s.batch_size * ctx.world_size, 0,
+                                    precision, augment=[], device=str(device), warmup=s.warmup_steps)
     if not dist.is_initialized():  # one process: synthaug stays alone, the plain loop still goes through DDP
         dist.init_process_group("nccl" if cuda else "gloo")
     model = new_classifier(data, TrainConfig(model=s.ddp_model))
@@ -335,16 +335,13 @@ def ddp_worker(s: Sizes, opts: argparse.Namespace) -> None:
     wrapped = nn.parallel.DistributedDataParallel(model.to(device), device_ids=[device.index] if cuda else None)
     per_rank = plain_loop(wrapped, data.images, data.labels, s.ddp_steps, s.batch_size, dist.get_rank(), precision,
                           str(device), s.warmup_steps)
-    synced = new_classifier(data, TrainConfig(model=s.ddp_model))  # what synthaug's wrap makes of its model
-    if cuda and ctx.world_size > 1:
-        distributed._convert_sync_batchnorm(synced)
     if dist.get_rank() == 0:
         count = lambda m: sum(isinstance(x, nn.SyncBatchNorm) for x in m.modules())  # noqa: E731
         Path(opts.ddp_worker).write_text(json.dumps({
             "backend": dist.get_backend(), "model": s.ddp_model, "precision": precision,
-            "global_batch": s.batch_size * dist.get_world_size(), "synthaug_images_per_s": ours,
+            "global_batch": s.batch_size * dist.get_world_size(), "synthaug_images_per_s": summary["images_per_second"],
             "plain_images_per_s": per_rank * dist.get_world_size(),  # DDP keeps the ranks in step
-            "syncbn_synthaug": count(synced), "syncbn_plain": count(model)}))
+            "syncbn_synthaug": count(trained), "syncbn_plain": count(model)}))  # synthaug converts in place
     dist.barrier()  # every rank ends together (rank 0 has written) before the group goes
     distributed.shutdown()
     if dist.is_initialized():

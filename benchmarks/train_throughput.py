@@ -98,10 +98,11 @@ def plain_loop(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
     return steps * batch_size / (time.perf_counter() - start)
 
 
-def synthaug_loop(train, model_name: str, steps: int, batch_size: int, seed: int, precision: str = "fp32",
-                  augment: list[str] | None = None, device: str = "auto", warmup: int = 5) -> float:
-    """synthaug's fit() for `steps` - `warmup` steps, after a separate `warmup`-step fit; augment None: flip +
-    2-pixel crop, [] none."""
+def synthaug_fit(train, model_name: str, steps: int, batch_size: int, seed: int, precision: str = "fp32",
+                 augment: list[str] | None = None, device: str = "auto",
+                 warmup: int = 5) -> tuple[dict, torch.nn.Module]:
+    """synthaug's fit() for `steps` - `warmup` steps, after a separate `warmup`-step fit; its summary and the model
+    it trained. augment None: flip + 2-pixel crop, [] none."""
     from synthaug.training.classify import new_classifier
     from synthaug.training.config import TrainConfig
     from synthaug.training.loop import TrainData, fit
@@ -112,7 +113,14 @@ def synthaug_loop(train, model_name: str, steps: int, batch_size: int, seed: int
     fit(new_classifier(train, warm), TrainData(train), warm)
     cfg = TrainConfig(model=model_name, recipe="plain", steps=steps - warmup, batch_size=batch_size, progress=False, seed=seed,
                       augment=augment, crop_padding=2, precision=precision, device=device)
-    summary = fit(new_classifier(train, cfg), TrainData(train), cfg)  # its clock stops after a synchronising loss check
+    model = new_classifier(train, cfg)
+    return fit(model, TrainData(train), cfg), model  # fit's clock stops after a synchronising loss check
+
+
+def synthaug_loop(train, model_name: str, steps: int, batch_size: int, seed: int, precision: str = "fp32",
+                  augment: list[str] | None = None, device: str = "auto", warmup: int = 5) -> float:
+    """Images/s of synthaug_fit."""
+    summary, _ = synthaug_fit(train, model_name, steps, batch_size, seed, precision, augment, device, warmup)
     return summary["images_per_second"]
 
 
