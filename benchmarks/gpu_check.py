@@ -46,7 +46,8 @@ AIRBENCH94_ACCURACY = 94.0  # the CIFAR-10 target airbench94 reaches (Jordan 202
 
 @dataclass(frozen=True)
 class Sizes:
-    """How much work each part does. The defaults fit one H100 inside the part limits; QUICK is seconds on a CPU."""
+    """How much work each part does. The defaults are sized, by estimate (no GPU has run them yet), to end well inside
+    the part limits on one H100; QUICK is seconds of work on a CPU."""
 
     fmnist_images: int = 60_000  # random 1x28x28 training images (Fashion-MNIST's shape and size)
     cifar_images: int = 50_000  # random 3xSxS training images (CIFAR-10's size), S = resnet_size

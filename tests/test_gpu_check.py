@@ -71,7 +71,8 @@ def test_quick_check_runs_every_part_and_reports_the_one_that_raises(tmp_path, g
         if m["part"] == "cifar":
             assert m["value"] is None and m["status"] == "failed"
             continue
-        assert m["value"] > 0 and math.isfinite(m["value"]), key
+        # requests/s may be 0 on a starved machine (no request done within the 0.4 s level); all else is work done
+        assert math.isfinite(m["value"]) and (m["value"] >= 0 if key.startswith("serve.") else m["value"] > 0), key
         if key.startswith(("classifier.", "sd.", "ddp.")):  # the figures measured against the plain way
             assert m["reference"] > 0 and m["ratio"] == pytest.approx(m["value"] / m["reference"]), key
     assert "| cifar | **FAILED**" in proc.stdout
