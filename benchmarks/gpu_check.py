@@ -302,7 +302,11 @@ def ddp_row(key: str, nproc: int, s: Sizes, opts: argparse.Namespace) -> Row:
         subprocess.run(cmd, check=True, env=env)
         r = json.loads(out.read_text())
     note = (f"{r['backend']}, global batch {r['global_batch']}; SyncBatchNorm layers: synthaug {r['syncbn_synthaug']}, "
-            f"plain {r['syncbn_plain']} (with 1 process torch computes them as BatchNorm)")
+            f"plain {r['syncbn_plain']}")
+    if r["backend"] == "gloo":
+        note += " (SyncBatchNorm is GPU-only: none on a CPU)"
+    elif nproc == 1:
+        note += " (with 1 process torch computes SyncBatchNorm as BatchNorm)"
     return Row(key, f"torchrun {nproc} process{'es' if nproc > 1 else ''}, {r['model']} {r['precision']}: fit()",
                r["synthaug_images_per_s"], "images/s", r["plain_images_per_s"], "plain DDP loop", note)
 
