@@ -26,11 +26,13 @@ def load_train(dataset: str) -> "ImageDataset":  # noqa: F821
         return load_data(DataConfig("digits", image_size=28)).train
 
 
-def bench_one(name: str, train, steps: int, batch_size: int, precision: str, sample_count: int) -> dict:
+def bench_one(name: str, train, steps: int, batch_size: int, precision: str, sample_count: int,
+              settings: dict | None = None) -> dict:
+    """Timed training steps and sampling of one generator; `settings`: its config fields (defaults for the rest)."""
     from synthaug.generators.api import build_generator
 
-    settings = {"steps": 3, "batch_size": batch_size, "precision": precision, "progress": False, "log_every": 10_000,
-                "checkpoint_every": 10_000, "sample_every": 10_000}
+    settings = {**(settings or {}), "steps": 3, "batch_size": batch_size, "precision": precision, "progress": False,
+                "log_every": 10_000, "checkpoint_every": 10_000, "sample_every": 10_000}
     gen = build_generator(name, settings, train)
     gen.fit(train)  # warm-up: allocator, oneDNN / cuDNN kernel choice
     gen.cfg.steps = steps

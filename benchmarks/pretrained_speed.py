@@ -34,6 +34,47 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def random_model(preset: str, parent: str | Path) -> Path:
+    """The random-weight pipeline folder `parent/random-PRESET`, built and saved the first time."""
+    from synthaug.generators.random_sd import save_random_pipeline
+
+    model_dir = Path(parent) / f"random-{preset}"
+    if not (model_dir / "model_index.json").is_file():
+        start = time.perf_counter()
+        save_random_pipeline(model_dir, preset)
+        print(f"built and saved {model_dir} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return model_dir
+
+
+def sd_generator(model_dir: Path, mode: str, size: int, steps: int, guidance: float, device: str, precision: str,
+                 batch_size: int, image_size: int = 32, strength: float = 0.75, cpu_offload: bool = False,
+                 attention_slicing: bool = False) -> tuple["Generator", "ImageDataset"]:  # noqa: F821
+    """An sd-text (mode text) or sd-img2img generator on `model_dir`, fitted (loaded) on 8 random RGB images of
+    two classes, and those images (the img2img sources)."""
+    from synthaug.data import ImageDataset
+    from synthaug.generators.api import build_generator
+
+    data = ImageDataset(torch.randint(0, 256, (8, 3, image_size, image_size), dtype=torch.uint8),
+                        torch.arange(8) % 2, ["cat", "dog"])
+    settings = {"model": str(model_dir), "size": size, "sampling_steps": steps, "guidance_scale": guidance,
+                "device": device, "precision": precision, "cpu_offload": cpu_offload,
+                "attention_slicing": attention_slicing, "generation_batch_size": batch_size, "progress": False}
+    if mode == "img2img":
+        settings["strengths"] = [strength]
+    gen = build_generator("sd-text" if mode == "text" else "sd-img2img", settings, data)
+    gen.fit(data)
+    return gen, data
+
+
+def generate(gen, data, mode: str, n: int, batch_size: int) -> None:
+    """`n` images through the generator's sample() (img2img: from the data's images in turn), waiting for the GPU."""
+    labels = torch.arange(n) % 2
+    kwargs = {"sources": data.images[torch.arange(n) % len(data)]} if mode == "img2img" else {}
+    gen.sample(labels, seed=0, batch_size=batch_size, **kwargs)
+    if gen.device.type == "cuda":
+        torch.cuda.synchronize(gen.device)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=["tiny", "sd15"], default="tiny")
@@ -56,46 +97,23 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from synthaug.data import ImageDataset
-    from synthaug.generators.api import build_generator
-    from synthaug.generators.random_sd import save_random_pipeline
-
     tmp = tempfile.TemporaryDirectory() if not args.model_dir else None
-    model_dir = Path(args.model_dir or tmp.name) / f"random-{args.preset}"  # type: ignore[union-attr]
-    if not (model_dir / "model_index.json").is_file():
-        start = time.perf_counter()
-        save_random_pipeline(model_dir, args.preset)
-        print(f"built and saved {model_dir} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    model_dir = random_model(args.preset, args.model_dir or tmp.name)  # type: ignore[union-attr]
     rss_before_load = peak_rss_mb()
-    data = ImageDataset(torch.randint(0, 256, (8, 3, args.image_size, args.image_size), dtype=torch.uint8),
-                        torch.arange(8) % 2, ["cat", "dog"])
-    name = "sd-text" if args.mode == "text" else "sd-img2img"
-    settings = {"model": str(model_dir), "size": args.size, "sampling_steps": args.steps, "guidance_scale": args.guidance,
-                "device": args.device, "precision": args.precision, "cpu_offload": args.cpu_offload,
-                "attention_slicing": args.attention_slicing, "generation_batch_size": args.batch_size, "progress": False}
-    if args.mode == "img2img":
-        settings["strengths"] = [args.strength]
-    gen = build_generator(name, settings, data)
     cuda = args.device.startswith("cuda")
     start = time.perf_counter()
-    gen.fit(data)
+    gen, data = sd_generator(model_dir, args.mode, args.size, args.steps, args.guidance, args.device, args.precision,
+                             args.batch_size, args.image_size, args.strength, args.cpu_offload, args.attention_slicing)
     load_seconds = time.perf_counter() - start
     pipe = gen.text_pipeline()
     parameters = {part: round(sum(p.numel() for p in getattr(pipe, part).parameters()) / 1e6, 1)
                   for part in ("unet", "vae", "text_encoder")}
 
-    def generate(n: int) -> None:
-        labels = torch.arange(n) % 2
-        kwargs = {"sources": data.images[torch.arange(n) % len(data)]} if args.mode == "img2img" else {}
-        gen.sample(labels, seed=0, batch_size=args.batch_size, **kwargs)
-        if cuda:
-            torch.cuda.synchronize()
-
-    generate(1)  # warm-up: first-call allocations and kernel selection
+    generate(gen, data, args.mode, 1, args.batch_size)  # warm-up: first-call allocations and kernel selection
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    generate(args.images)
+    generate(gen, data, args.mode, args.images, args.batch_size)
     seconds = time.perf_counter() - start
     row = {"preset": args.preset, "mode": args.mode, "device": args.device, "precision": args.precision,
            "threads": torch.get_num_threads(), "size": args.size, "steps": args.steps, "guidance": args.guidance,

@@ -78,7 +78,7 @@ def health(url: str) -> dict:
 MODES = {"on": [], "on-0ms": ["--batch-wait-ms", "0"], "off": ["--no-batching"]}  # extra serve flags per mode (on: 10 ms wait)
 
 
-def start_server(args: argparse.Namespace, mode: str) -> tuple[subprocess.Popen, str]:
+def start_server(args: argparse.Namespace, mode: str, wait_s: float = 120.0) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "synthaug.cli.main", "serve", "--generator-run", args.generator_run,
            "--classifier-run", args.classifier_run, "--port", str(port), "--device", args.device,
@@ -90,7 +90,7 @@ def start_server(args: argparse.Namespace, mode: str) -> tuple[subprocess.Popen,
     env.pop("SYNTHAUG_TOKEN", None)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + wait_s
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}: {' '.join(cmd)}")
@@ -100,7 +100,7 @@ def start_server(args: argparse.Namespace, mode: str) -> tuple[subprocess.Popen,
         except OSError:
             if time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError("server did not answer within 120 s")
+                raise RuntimeError(f"server did not answer within {wait_s:g} s")
             time.sleep(0.3)
 
 
