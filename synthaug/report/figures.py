@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -101,4 +101,50 @@ def pca_figure(path: Path, features_file: Path, title: str) -> Path:
     axes[0].set_ylabel("PC2")
     axes[1].legend(markerscale=3, fontsize=7, loc="best")
     fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+VERDICT_COLOURS = {"helps": "#1a7f37", "hurts": "#c62828", "n.s.": "#777777"}
+
+
+def draw_forest(ax: Any, rows: Sequence[Any], group_titles: dict[str, str], metric: str = "accuracy") -> None:
+    """Each arm's difference from the baseline in points with its 95 % CI (a row each, top to bottom), a zero
+    line, a title row per group; significant arms (verdict helps / hurts) filled and coloured, others hollow grey.
+    `rows` are report.answer.ForestRow."""
+    y, ticks, labels, group = 0.0, [], [], None
+    for r in rows:
+        if r.group != group:  # a group title takes a row of its own
+            group = r.group
+            if ticks:
+                y -= 0.4
+            ax.text(0.0, y, group_titles.get(group, group), transform=ax.get_yaxis_transform(), ha="right",
+                    va="center", fontweight="bold", fontsize=9)
+            y -= 1
+        colour = VERDICT_COLOURS[r.verdict]
+        significant = r.verdict != "n.s."
+        mean = 100 * r.mean_diff
+        if r.ci_low is not None and r.ci_high is not None:
+            err = [[mean - 100 * r.ci_low], [100 * r.ci_high - mean]]
+        else:
+            err = None
+        ax.errorbar([mean], [y], xerr=err, fmt="o", color=colour, ecolor=colour, capsize=3, markersize=6,
+                    markerfacecolor=colour if significant else "white", label=r.label)
+        if significant:
+            ax.annotate(r.verdict, (mean, y), xytext=(6, 5), textcoords="offset points", fontsize=7, color=colour)
+        ticks.append(y)
+        labels.append(r.label)
+        y -= 1
+    ax.axvline(0.0, color="black", linewidth=1)
+    ax.set_yticks(ticks, labels, fontsize=8)
+    ax.set_ylim(y + 0.4, 0.6)
+    ax.set_xlabel(f"{metric}: difference from the strong baseline (percentage points, 95% CI)")
+    ax.grid(axis="x", alpha=0.3)
+
+
+def forest_figure(path: Path, rows: Sequence[Any], group_titles: dict[str, str], metric: str = "accuracy") -> Path:
+    plt = _plt()
+    groups = len({r.group for r in rows})
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.28 * (len(rows) + 1.4 * groups)))
+    draw_forest(ax, rows, group_titles, metric)
+    ax.set_title("Each arm vs the strong baseline (filled: significant)", fontsize=10)
     return save_figure(fig, path)
