@@ -12,7 +12,7 @@ from synthaug.experiments.arms import FIELDS, Arm
 from synthaug.report import figures
 from synthaug.report.answer import GROUPS, answer_sentence, forest_rows, read_answer
 from synthaug.report.build import build_report
-from synthaug.report.numbers import p_value, percent, points
+from synthaug.report.numbers import p_is, p_value, percent, points
 from synthaug.stats import verdict
 
 BASELINE = "real + classical augmentation (baseline)"
@@ -57,7 +57,7 @@ def test_sentence_says_helped_with_the_best_arm_as_summary_json_has_it():
     # 3 synthetic arms (p_real=1 is the baseline itself and is left out); cgan (add) +5.0 beats cgan at p_real 0.5
     assert sentence.startswith("Synthetic data helped: 2 of 3 synthetic arms beat the strong baseline significantly;")
     assert (f"the best, cgan (add): {points(t['mean_diff'])} [{points(t['ci_low'])}, {points(t['ci_high'])}] points, "
-            f"p={p_value(t['t_p'])}.") in sentence
+            f"{p_is(t['t_p'])}.") in sentence
     assert points(t["mean_diff"]) == "+5.0"  # 0.05 of accuracy is five points
 
 
@@ -67,7 +67,7 @@ def test_sentence_says_did_not_help_when_every_synthetic_arm_hurts_even_if_a_rea
     t = summary["compare"]["tests"][DIFFUSION.name]["accuracy"]  # the less bad one is "the best"
     assert sentence.startswith("Synthetic data did not help: every synthetic arm is significantly worse than the strong "
                                "baseline; the best, diffusion (add): −2.0 [")
-    assert f"p={p_value(t['t_p'])}" in sentence
+    assert p_is(t["t_p"]) in sentence
     some = answer_sentence(_summary({"compare": [(CGAN, -0.05), (DIFFUSION, 0.001)]}))
     assert some.startswith("Synthetic data did not help: 1 of 2 synthetic arms are significantly worse than the strong "
                            "baseline and none is better; the best, diffusion (add): +0.1")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from synthaug.report.blocks import Note
-from synthaug.report.numbers import diff_ci, p_value, points
+from synthaug.report.numbers import diff_ci, p_is, points
 from synthaug.stats import Verdict, verdict
 from synthaug.utils import write_json_atomic
 
@@ -92,7 +92,7 @@ def forest_rows(summary: dict[str, Any], metric: str = "accuracy") -> list[Fores
 def _best(rows: list[ForestRow]) -> str:
     best = max(rows, key=lambda r: r.mean_diff)
     interval = diff_ci({"mean_diff": best.mean_diff, "ci_low": best.ci_low, "ci_high": best.ci_high})
-    p = f", p={p_value(best.p)}" if best.p is not None else ""
+    p = f", {p_is(best.p)}" if best.p is not None else ""
     return f"the best, {best.label}: {interval} points{p}"
 
 
@@ -130,8 +130,6 @@ def answer_sentence(summary: dict[str, Any], metric: str = "accuracy") -> str:
 def arm_flag(entry: dict[str, Any], arm: str, metric: str, alpha: float) -> Note | None:
     """helps / hurts / worse (an arm without synthetic images) / n.s., from `verdict` on `metric`, plus the
     per-class flags the summary raised (Holm-corrected recalls)."""
-    if arm == entry.get("baseline"):
-        return Note("baseline", "the strong classical baseline every arm is compared with, seed by seed")
     t = entry.get("tests", {}).get(arm, {}).get(metric)
     if t is None:
         return None
@@ -140,7 +138,7 @@ def arm_flag(entry: dict[str, Any], arm: str, metric: str, alpha: float) -> Note
     reasons = entry.get("worse" if real_only else "hurts", {}).get(arm, [])
     bad = "worse" if real_only else "hurts"
     head = (f"{metric} {points(t['mean_diff'])} points vs the baseline "
-            f"[{points(t.get('ci_low'))}, {points(t.get('ci_high'))}], paired t p={p_value(t.get('t_p'))}, n={t.get('n')}")
+            f"[{points(t.get('ci_low'))}, {points(t.get('ci_high'))}], paired t {p_is(t.get('t_p'))}, n={t.get('n')}")
     others = [r for r in reasons if not r.startswith(f"{metric} ")]
     sentence = head + (f"; also flagged: {'; '.join(others)}" if others else "")
     if v == "hurts":

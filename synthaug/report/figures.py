@@ -129,12 +129,14 @@ def draw_forest(ax: Any, rows: Sequence[Any], group_titles: dict[str, str], metr
             err = None
         ax.errorbar([mean], [y], xerr=err, fmt="o", color=colour, ecolor=colour, capsize=3, markersize=6,
                     markerfacecolor=colour if significant else "white", label=r.label)
-        if significant:
-            ax.annotate(r.verdict, (mean, y), xytext=(6, 5), textcoords="offset points", fontsize=7, color=colour)
+        if significant:  # arms without synthetic images are "worse", never "hurts" (as in the tables)
+            word = "worse" if r.group == "classical" and r.verdict == "hurts" else r.verdict
+            ax.annotate(word, (mean, y), xytext=(6, 5), textcoords="offset points", fontsize=7, color=colour)
         ticks.append(y)
         labels.append(r.label)
         y -= 1
     ax.axvline(0.0, color="black", linewidth=1)
+    ax.margins(x=0.08)  # room for the verdict words at either end
     ax.set_yticks(ticks, labels, fontsize=8)
     ax.set_ylim(y + 0.4, 0.6)
     ax.set_xlabel(f"{metric}: difference from the strong baseline (percentage points, 95% CI)")

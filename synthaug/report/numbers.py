@@ -43,6 +43,17 @@ def p_value(p: Any) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.2g}"
 
 
+def p_is(p: Any) -> str:
+    """'p=0.021' or 'p<0.0001', for sentences."""
+    text = p_value(p)
+    return f"p{text}" if text.startswith("<") else f"p={text}"
+
+
+def signed(x: Any, digits: int = 2) -> str:
+    """A signed plain number (an effect size) with the same minus sign as `points`."""
+    return DASH if missing(x) else f"{x:.{digits}f}".replace("-", "\u2212")
+
+
 def mean_ci(s: dict[str, Any] | None, metric: str = "", digits: int = 3) -> str:
     """'77.7 [76.8, 78.6]' for a share (the header carries the %), 'mean [low, high]' otherwise; n=1: the mean."""
     if s is None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from synthaug.report.answer import arm_flag
 from synthaug.report.blocks import Cell, Table
-from synthaug.report.numbers import DASH, diff_ci, is_percent, mean_ci, number, p_value
+from synthaug.report.numbers import DASH, diff_ci, is_percent, mean_ci, p_value, signed
 
 MIN_SEEDS_FOR_EFFECT = 5  # below this an effect size (dz) swings wildly from seed to seed: details table only
 
@@ -27,9 +27,10 @@ def arm_table(entry: dict[str, Any], metric: str = "accuracy", alpha: float = 0.
         if metric not in metrics:
             continue
         t = entry.get("tests", {}).get(arm, {}).get(metric)
-        rows.append([arm, arm_flag(entry, arm, metric, alpha) or "", mean_ci(metrics[metric], metric),
+        flag = "baseline" if arm == entry.get("baseline") else arm_flag(entry, arm, metric, alpha) or ""
+        rows.append([arm, flag, mean_ci(metrics[metric], metric),
                      "baseline" if arm == entry.get("baseline") else diff_ci(t), p_value(t and t.get("t_p")),
-                     *([number(t and t.get("cohen_dz"), 2)] if with_dz else [])])
+                     *([signed(t and t.get("cohen_dz"))] if with_dz else [])])
     return Table(headers, rows)
 
 
@@ -45,7 +46,7 @@ def arm_details(entry: dict[str, Any], metric: str = "accuracy", extra: tuple[st
             continue
         t = entry.get("tests", {}).get(arm, {}).get(metric)
         rows.append([arm, *[mean_ci(metrics.get(m), m) for m in shown], p_value(t and t.get("wilcoxon_p")),
-                     number(t and t.get("cohen_dz"), 2), *([_steps(metrics.get("steps"))] if with_steps else [])])
+                     signed(t and t.get("cohen_dz")), *([_steps(metrics.get("steps"))] if with_steps else [])])
     return Table(headers, rows) if rows else None
 
 
