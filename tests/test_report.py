@@ -55,7 +55,8 @@ def test_sentence_says_helped_with_the_best_arm_as_summary_json_has_it():
     assert verdict(t) == "helps" and verdict(summary["compare"]["tests"][DIFFUSION.name]["accuracy"]) == "n.s."
     sentence = answer_sentence(summary)
     # 3 synthetic arms (p_real=1 is the baseline itself and is left out); cgan (add) +5.0 beats cgan at p_real 0.5
-    assert sentence.startswith("Synthetic data helped: 2 of 3 synthetic arms beat the strong baseline significantly;")
+    assert sentence.startswith("Synthetic data helped: 2 of 3 synthetic arms beat the strong baseline significantly "
+                               "(paired t, 5 seeds);")
     assert (f"the best, cgan (add): {points(t['mean_diff'])} [{points(t['ci_low'])}, {points(t['ci_high'])}] points, "
             f"{p_is(t['t_p'])}.") in sentence
     assert points(t["mean_diff"]) == "+5.0"  # 0.05 of accuracy is five points
@@ -66,11 +67,11 @@ def test_sentence_says_did_not_help_when_every_synthetic_arm_hurts_even_if_a_rea
     sentence = answer_sentence(summary)
     t = summary["compare"]["tests"][DIFFUSION.name]["accuracy"]  # the less bad one is "the best"
     assert sentence.startswith("Synthetic data did not help: every synthetic arm is significantly worse than the strong "
-                               "baseline; the best, diffusion (add): −2.0 [")
+                               "baseline (paired t, 5 seeds); the best, diffusion (add): −2.0 [")
     assert p_is(t["t_p"]) in sentence
     some = answer_sentence(_summary({"compare": [(CGAN, -0.05), (DIFFUSION, 0.001)]}))
     assert some.startswith("Synthetic data did not help: 1 of 2 synthetic arms are significantly worse than the strong "
-                           "baseline and none is better; the best, diffusion (add): +0.1")
+                           "baseline (paired t, 5 seeds) and none is better; the best, diffusion (add): +0.1")
 
 
 def test_ties_and_noise_are_no_significant_difference():
@@ -186,4 +187,5 @@ def test_report_of_old_results_without_fields_falls_back(tmp_path):
 def test_numbers_read_as_the_issue_asks():
     assert percent(0.77674) == "77.7" and points(-0.0062) == "−0.6" and points(0.05) == "+5.0"
     assert p_value(0.020512) == "0.021" and p_value(0.5) == "0.5" and p_value(3e-7) == "<0.0001" and p_value(None) == "–"
+    assert p_is(0.020512) == "p=0.021" and p_is(3e-7) == "p<0.0001" and percent(-0.004) == "−0.4"
     assert np.isclose(float(points(0.0123).replace("−", "-")), 1.2)

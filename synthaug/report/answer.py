@@ -112,15 +112,17 @@ def answer_sentence(summary: dict[str, Any], metric: str = "accuracy") -> str:
     if all(r.n < 2 for r in synthetic):  # one seed: no interval, no test (identical results still are a test)
         return (f"Too few seeds to tell ({seeds}): no arm has a paired test against the strong baseline; "
                 f"{_best(synthetic)}.")
+    over = f"(paired t, {seeds} seeds)"
     if helps:
         share = "the one synthetic arm beats" if n == 1 else (
             "every synthetic arm beats" if len(helps) == n else f"{len(helps)} of {n} synthetic arms beat")
-        return f"Synthetic data helped: {share} the strong baseline significantly; {_best(helps)}."
+        return f"Synthetic data helped: {share} the strong baseline significantly {over}; {_best(helps)}."
     if hurts:
         share = "the one synthetic arm is" if n == 1 else (
             "every synthetic arm is" if len(hurts) == n else f"{len(hurts)} of {n} synthetic arms are")
         rest = "" if len(hurts) == n else " and none is better"
-        return f"Synthetic data did not help: {share} significantly worse than the strong baseline{rest}; {_best(synthetic)}."
+        return (f"Synthetic data did not help: {share} significantly worse than the strong baseline {over}{rest}; "
+                f"{_best(synthetic)}.")
     arms = "the synthetic arm" if n == 1 else f"none of the {n} synthetic arms"
     verb = "does not differ" if n == 1 else "differs"
     return (f"No significant difference: {arms} {verb} significantly from the strong baseline "

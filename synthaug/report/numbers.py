@@ -28,7 +28,7 @@ def number(x: Any, digits: int = 3) -> str:
 
 
 def percent(x: Any) -> str:
-    return DASH if missing(x) else f"{100 * x:.1f}"
+    return DASH if missing(x) else f"{100 * x:.1f}".replace("-", "\u2212")
 
 
 def points(x: Any) -> str:

@@ -27,7 +27,9 @@ def arm_table(entry: dict[str, Any], metric: str = "accuracy", alpha: float = 0.
         if metric not in metrics:
             continue
         t = entry.get("tests", {}).get(arm, {}).get(metric)
-        flag = "baseline" if arm == entry.get("baseline") else arm_flag(entry, arm, metric, alpha) or ""
+        fields = entry.get("fields", {}).get(arm, {})
+        same = arm == entry.get("baseline") or (fields.get("group") == "p_real" and fields.get("p_real") == 1.0)
+        flag = "baseline" if same else arm_flag(entry, arm, metric, alpha) or ""  # p_real=1: the baseline's own runs
         rows.append([arm, flag, mean_ci(metrics[metric], metric),
                      "baseline" if arm == entry.get("baseline") else diff_ci(t), p_value(t and t.get("t_p")),
                      *([signed(t and t.get("cohen_dz"))] if with_dz else [])])
