@@ -150,7 +150,8 @@ def _run_folder(tmp_path, summary: dict):
     out.mkdir()
     (out / "summary.json").write_text(json.dumps(summary))
     (out / "artefacts.json").write_text(json.dumps({"confusion": {}, "generators": {}, "synthetic": {}}))
-    (out / "config.json").write_text(json.dumps({"classifier": {"model": "small-cnn"}, "alpha": 0.05}))
+    (out / "config.json").write_text(json.dumps({"classifier": {"model": "small-cnn"}, "alpha": 0.05,
+                                                 "compare_at": ["equal_steps", "tuned"]}))
     return out
 
 

@@ -4,6 +4,8 @@ the forest plot on the first screen, no console errors."""
 import os
 from pathlib import Path
 
+import pytest
+
 from helpers import browser_or_skip, launch_chromium
 
 VIEWPORT = {"width": 1280, "height": 800}
@@ -15,11 +17,29 @@ OVERFLOW = """() => [...document.querySelectorAll('body *')].map(e => [e, e.getB
                      + e.textContent.slice(0, 60))"""
 
 
-def test_report_fits_the_window_with_the_answer_and_forest_above_the_fold(tiny_run, tmp_path):
+def _wide_constructed_run(tmp_path: Path) -> Path:
+    """5 seeds (so the effect size joins the summary table), long arm names, a second view and a pool study."""
+    from synthaug.experiments.arms import Arm
+    from synthaug.report.build import build_report
+    from test_report import CGAN, DIFFUSION, PLAIN, _p_real, _run_folder, _summary
+
+    pool = [(Arm(f"fashion-diffusion-pool (pool + labelled) variations t={t:g} M={m}", "pool", "fashion-diffusion-pool",
+                 "p_real", 0.5, strength=t, per_image=m), 0.01 * t - 0.004) for t in (0.25, 0.5, 0.75) for m in (2, 10)]
+    summary = _summary({"compare": [(PLAIN, -0.015), (CGAN, -0.064), (DIFFUSION, -0.03)],
+                        "compare @ tuned": [(PLAIN, -0.015), (CGAN, -0.07), (DIFFUSION, -0.028)],
+                        "p-real": [(_p_real(g, p), -0.02 * (1 - p)) for g in ("cgan", "diffusion") for p in (0.0, 0.5, 0.75)],
+                        "unlabelled": pool})
+    out = _run_folder(tmp_path, summary)
+    build_report(out)
+    return out
+
+
+@pytest.mark.parametrize("which", ["tiny run", "wide constructed run"])
+def test_report_fits_the_window_with_the_answer_and_forest_above_the_fold(which, tiny_run, tmp_path):
     browser_or_skip()
     from playwright.sync_api import sync_playwright
 
-    out, _, _ = tiny_run
+    out = tiny_run[0] if which == "tiny run" else _wide_constructed_run(tmp_path)
     shots = Path(os.environ.get("SYNTHAUG_SCREENSHOTS", tmp_path))
     with sync_playwright() as p:
         browser = launch_chromium(p)
@@ -39,9 +59,13 @@ def test_report_fits_the_window_with_the_answer_and_forest_above_the_fold(tiny_r
             assert forest.evaluate("img => img.complete && img.naturalWidth > 0")
             for box in (answer.bounding_box(), forest.bounding_box()):
                 assert box["y"] >= 0 and box["y"] + box["height"] <= VIEWPORT["height"], box  # the first screen
-            assert page.locator("table").count() >= 10  # the whole report rendered, not just its top
-            page.screenshot(path=str(shots / "report.png"))
+            flags = page.locator("td abbr").evaluate_all("els => els.map(e => [e.textContent, e.title])")
+            assert flags and all(len(word) <= 20 and len(title) > len(word) for word, title in flags)  # word + tooltip
+            assert page.locator("table").count() >= (10 if which == "tiny run" else 4)  # the whole report rendered
+            if which == "tiny run":
+                page.screenshot(path=str(shots / "report.png"))
             assert errors == []
         finally:
             browser.close()
-    assert (shots / "report.png").read_bytes().startswith(b"\x89PNG")
+    if which == "tiny run":
+        assert (shots / "report.png").read_bytes().startswith(b"\x89PNG")

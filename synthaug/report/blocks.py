@@ -86,7 +86,7 @@ td,th{border:1px solid #ccc;padding:3px 7px;text-align:right;overflow-wrap:anywh
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}figure{margin:1.2em 0}
 img{max-width:100%;border:1px solid #eee}figcaption{font-size:0.85em;color:#555}.notice{background:#fff4d6;padding:0.6em}
 .answer{font-size:1.2em;line-height:1.4;background:#eef4fb;border-left:4px solid #2f6fb0;padding:0.6em 0.8em;margin:0.6em 0}
-figure.forest{margin:0.6em 0}figure.forest img{max-height:480px;max-width:100%;width:auto}
+figure.forest{margin:0.6em 0}figure.forest img{max-height:540px;max-width:100%;width:auto}
 abbr{text-decoration:underline dotted;cursor:help}
 abbr.hurts,abbr.worse{color:#c62828;font-weight:bold}abbr.helps{color:#1a7f37;font-weight:bold}"""
 

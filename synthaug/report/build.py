@@ -264,7 +264,8 @@ class ReportBuilder:
             return
         ps = sorted({p for s in series.values() for p in s})
         path = figures.curve_figure(self.figures / "p-real.png", ps, {n: [s[p] for p in ps] for n, s in series.items()},
-                                    "p_real (share of real images per batch)", "test accuracy", "Accuracy vs p_real")
+                                    "p_real (share of real images per batch)", "test accuracy", "Accuracy vs p_real",
+                                    percent=True)
         self.add(Heading("Real/synthetic mix: accuracy vs p_real"),
                  Para("p_real=1 is the all-real baseline; p_real=0 trains on synthetic images only (train-synthetic/test-real)."),
                  Figure(path, "mean test accuracy with 95% CI over seeds"), arm_table(entry, alpha=self.alpha, seeds=self.seeds))
@@ -284,7 +285,8 @@ class ReportBuilder:
             return
         path = figures.curve_figure(self.figures / "data-efficiency.png", budgets,
                                     {n: [c[b] for b in budgets] for n, c in curves.items()},
-                                    "real labelled images per class", "test accuracy", "Data efficiency", logx=True)
+                                    "real labelled images per class", "test accuracy", "Data efficiency", logx=True,
+                                    percent=True)
         self.add(Heading("Data efficiency"), Figure(path, "mean test accuracy with 95% CI over seeds"))
         saved = entry.get("labels_saved", {})
         rows = []
@@ -356,7 +358,7 @@ class ReportBuilder:
             ts = sorted({0.0, *{t for c in curves.values() for t in c}})
             series = {name: [c.get(t, base if t == 0.0 else {"mean": float("nan")}) for t in ts] for name, c in curves.items()}
             path = figures.curve_figure(self.figures / "accuracy-vs-strength.png", ts, series, "strength t (0 = the real image)",
-                                        "test accuracy", "Variations: accuracy vs strength")
+                                        "test accuracy", "Variations: accuracy vs strength", percent=True)
             self.add(Figure(path, "mean test accuracy with 95% CI over seeds; t = 0 is the baseline"))
         grid = self._variation_grid()
         if grid:

@@ -12,20 +12,22 @@ from synthaug.plots import _plt, save_figure
 
 
 def curve_figure(path: Path, xs: Sequence[float], series: dict[str, list[dict]], xlabel: str, ylabel: str, title: str,
-                 logx: bool = False) -> Path:
-    """Mean with a 95 % CI band per series; each point is a summary dict with mean, ci_low, ci_high."""
+                 logx: bool = False, percent: bool = False) -> Path:
+    """Mean with a 95 % CI band per series; each point is a summary dict with mean, ci_low, ci_high. `percent`:
+    the values are shares, drawn as percentages like the report's tables."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
+    scale = 100.0 if percent else 1.0
     for name, points in series.items():
-        mean = np.array([p["mean"] for p in points])
-        lo = np.array([p.get("ci_low", p["mean"]) for p in points], dtype=float)
-        hi = np.array([p.get("ci_high", p["mean"]) for p in points], dtype=float)
+        mean = scale * np.array([p["mean"] for p in points], dtype=float)
+        lo = scale * np.array([p["ci_low"] if p.get("ci_low") is not None else p["mean"] for p in points], dtype=float)
+        hi = scale * np.array([p["ci_high"] if p.get("ci_high") is not None else p["mean"] for p in points], dtype=float)
         ax.plot(xs, mean, marker="o", label=name)
         ax.fill_between(xs, np.nan_to_num(lo, nan=mean), np.nan_to_num(hi, nan=mean), alpha=0.2)
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(f"{ylabel} (%)" if percent else ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
