@@ -190,3 +190,14 @@ def test_numbers_read_as_the_issue_asks():
     assert p_value(0.020512) == "0.021" and p_value(0.5) == "0.5" and p_value(3e-7) == "<0.0001" and p_value(None) == "–"
     assert p_is(0.020512) == "p=0.021" and p_is(3e-7) == "p<0.0001" and percent(-0.004) == "−0.4"
     assert np.isclose(float(points(0.0123).replace("−", "-")), 1.2)
+
+
+def test_a_run_with_only_the_imbalance_study_answers_on_balanced_accuracy():
+    rebalance = Arm("real + cgan rebalancing", "generators", "cgan", "add")
+    rows = _rows("imbalance", BASE_ARM, 0.0, noise=[0] * 5) + _rows("imbalance", rebalance, 0.03)
+    rows = [{**r, "metric": "balanced_accuracy"} for r in rows]
+    summary = summarise_rows(rows, {"imbalance": BASELINE})
+    summary["_meta"] = {"seeds": SEEDS}
+    assert answer_sentence(summary).startswith("Synthetic data helped: the one synthetic arm beats the strong baseline "
+                                               "significantly (paired t, balanced accuracy, 5 seeds); the best, cgan (add): +3.0")
+    assert [r.arm for r in forest_rows(summary)] == [rebalance.name]

@@ -22,6 +22,8 @@ ANSWER_FILE = "answer.json"  # beside report.html: what the served Reports page 
 FOREST_FILE = "forest.png"  # under the run's figures/
 # comparisons on the headline data and metric, in forest order; their group names in plot order
 FOREST_EXPERIMENTS = ("compare", "p-real", "unlabelled")
+# a run without them answers on its imbalance study, by balanced accuracy (what rebalancing is for)
+FALLBACK = (("imbalance",), "balanced_accuracy")
 GROUPS = {"classical": "classical", "generators": "generators", "p_real": "p_real sweep", "pool": "unlabelled pool",
           "other": "arms"}
 SYNTHETIC_GROUPS = ("generators", "p_real", "pool", "other")
@@ -64,12 +66,20 @@ def arm_label(arm: str, fields: dict[str, Any]) -> str:
     return f"{generator} ({mixing} {fields['p_real']:g})" if mixing == "p_real" else f"{generator} ({mixing})"
 
 
-def forest_rows(summary: dict[str, Any], metric: str = "accuracy") -> list[ForestRow]:
-    """Every arm compared with the baseline on `metric` in the headline comparisons, grouped. p_real=1 arms are
-    left out: they are the baseline itself (difference 0 by construction)."""
+def headline(summary: dict[str, Any]) -> tuple[tuple[str, ...], str]:
+    """Which comparisons answer the run's question, and on which metric."""
+    if any(summary.get(e) for e in FOREST_EXPERIMENTS) or not summary.get(FALLBACK[0][0]):
+        return FOREST_EXPERIMENTS, "accuracy"
+    return FALLBACK
+
+
+def forest_rows(summary: dict[str, Any]) -> list[ForestRow]:
+    """Every arm compared with the baseline on the headline metric in the headline comparisons, grouped. p_real=1
+    arms are left out: they are the baseline itself (difference 0 by construction)."""
     alpha = alpha_of(summary)
+    experiments, metric = headline(summary)
     rows, seen = [], set()
-    for experiment in FOREST_EXPERIMENTS:
+    for experiment in experiments:
         entry = summary.get(experiment)
         if not entry:
             continue
@@ -96,9 +106,10 @@ def _best(rows: list[ForestRow]) -> str:
     return f"the best, {best.label}: {interval} points{p}"
 
 
-def answer_sentence(summary: dict[str, Any], metric: str = "accuracy") -> str:
+def answer_sentence(summary: dict[str, Any]) -> str:
     """One sentence: did synthetic data help on the headline metric? Counts the arms by `verdict`."""
-    rows = forest_rows(summary, metric)
+    rows = forest_rows(summary)
+    metric = headline(summary)[1]
     synthetic = [r for r in rows if r.group in SYNTHETIC_GROUPS]
     seeds = len(summary.get("_meta", {}).get("seeds", [])) or max((r.n for r in rows), default=0)
     if not synthetic:
@@ -112,7 +123,8 @@ def answer_sentence(summary: dict[str, Any], metric: str = "accuracy") -> str:
     if all(r.n < 2 for r in synthetic):  # one seed: no interval, no test (identical results still are a test)
         return (f"Too few seeds to tell ({seeds}): no arm has a paired test against the strong baseline; "
                 f"{_best(synthetic)}.")
-    over = f"(paired t, {seeds} seeds)"
+    on = "" if metric == "accuracy" else f" {metric.replace('_', ' ')}"  # accuracy goes without saying
+    over = f"(paired t{', ' + on.strip() if on else ''}, {seeds} seeds)"
     if helps:
         share = "the one synthetic arm beats" if n == 1 else (
             "every synthetic arm beats" if len(helps) == n else f"{len(helps)} of {n} synthetic arms beat")

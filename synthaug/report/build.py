@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from synthaug.report import figures
-from synthaug.report.answer import GROUPS, alpha_of, answer_sentence, forest_rows, write_answer
+from synthaug.report.answer import GROUPS, alpha_of, answer_sentence, forest_rows, headline, write_answer
 from synthaug.report.blocks import Block, Figure, Heading, Para, Table, to_html, to_markdown
 from synthaug.report.numbers import mean_ci, number, percent, points
 from synthaug.report.tables import arm_details, arm_table, metric_tables
@@ -70,11 +70,12 @@ class ReportBuilder:
         summary = {**self.summary, "_meta": {"alpha": self.alpha, **self.summary.get("_meta", {})}}
         sentence = answer_sentence(summary)
         rows = forest_rows(summary)
+        metric = headline(summary)[1]
         self.add(Para(sentence, role="answer"))
         forest = None
         if rows:
-            forest = figures.forest_figure(self.figures / "forest.png", rows, GROUPS)
-            self.add(Figure(forest, "test accuracy of each arm minus the strong baseline's, paired by seed: mean and 95% "
+            forest = figures.forest_figure(self.figures / "forest.png", rows, GROUPS, metric)
+            self.add(Figure(forest, f"test {metric} of each arm minus the strong baseline's, paired by seed: mean and 95% "
                                     f"CI in percentage points over {self.seeds} seeds; filled and labelled: significant "
                                     f"(paired t, alpha {self.alpha:g})", role="forest"))
         write_answer(self.out, sentence, forest)
