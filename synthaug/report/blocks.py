@@ -10,6 +10,7 @@ import base64
 import html
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 
 @dataclass
@@ -21,7 +22,7 @@ class Heading:
 @dataclass
 class Para:
     text: str
-    role: str = ""  # answer: the report's one-sentence answer; notice: a warning to read first
+    role: Literal["", "answer", "notice"] = ""  # answer: the report's one sentence; notice: a warning to read first
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Table:
 class Figure:
     path: Path
     caption: str
-    role: str = ""  # forest: the answer's figure, kept within the first screen
+    role: Literal["", "forest"] = ""  # forest: the answer's figure, kept within the first screen
 
 
 Block = Heading | Para | Table | Figure
