@@ -99,8 +99,7 @@ def to_html(blocks: list[Block], title: str) -> str:
         if isinstance(b, Heading):
             parts.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
         elif isinstance(b, Para):
-            role = b.role or ("notice" if b.text.startswith("NOTICE") else "")
-            attrs = f" class='{role}'" + (" id='answer'" if role == "answer" else "") if role else ""
+            attrs = f" class='{b.role}'" + (" id='answer'" if b.role == "answer" else "") if b.role else ""
             parts.append(f"<p{attrs}>{_inline(b.text)}</p>")
         elif isinstance(b, Table):
             head = "".join(f"<th>{html.escape(h)}</th>" for h in b.headers)

@@ -45,7 +45,7 @@ class ReportBuilder:
         self.add(Heading(f"synthaug report: {meta.get('name', 'experiment')}", 1))
         self.answer()
         if meta.get("notice"):
-            self.add(Para(meta["notice"]))
+            self.add(Para(meta["notice"], role="notice"))
         self.leakage()
         data = self.config.get("resolved_data", {})
         regime = ", ".join(f"{k}={v}" for k, v in data.items() if k in ("per_class", "fraction", "imbalance_ratio") and v is not None)
@@ -89,7 +89,8 @@ class ReportBuilder:
                 if manifest.is_file() and (text := json.loads(manifest.read_text()).get("leakage_warning")):
                     warned[name] = text
         if warned:
-            self.add(Para(f"**Leakage warning** (synthetic sets {', '.join(sorted(warned))}): {next(iter(warned.values()))}."))
+            self.add(Para(f"**Leakage warning** (synthetic sets {', '.join(sorted(warned))}): {next(iter(warned.values()))}.",
+                          role="notice"))
 
     def compare(self) -> None:
         entry = self.summary.get("compare")
