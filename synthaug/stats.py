@@ -17,6 +17,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 Test = Literal["t", "wilcoxon", "either"]
+Verdict = Literal["helps", "hurts", "n.s."]
 
 
 def _values(values: Sequence[float], name: str) -> np.ndarray:
@@ -116,6 +117,18 @@ def hurts_flag(arm: Sequence[float], baseline: Sequence[float], alpha: float = 0
     worse = result["mean_diff"] < 0 if higher_is_better else result["mean_diff"] > 0
     p = _p_value(result, test)
     return bool(worse and p is not None and p < alpha)
+
+
+def verdict(test: dict[str, Any] | None, alpha: float = 0.05) -> Verdict | None:
+    """The one rule behind every flag and sentence: an arm helps (hurts) when its mean paired difference is
+    positive (negative) *and* the paired t-test, Holm-corrected where the test carries ``t_p_holm``, gives
+    p < alpha; otherwise "n.s." (a tie, an undefined p, too few seeds). None when there is no test at all."""
+    if test is None:
+        return None
+    p = test.get("t_p_holm", test.get("t_p"))
+    if p is None or math.isnan(p) or p >= alpha or test["mean_diff"] == 0:
+        return "n.s."
+    return "helps" if test["mean_diff"] > 0 else "hurts"
 
 
 def hurts_summary(arm: Sequence[float], baseline: Sequence[float], arm_per_class: Sequence[Sequence[float]] | None = None,

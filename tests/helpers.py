@@ -1,5 +1,9 @@
 """Small builders shared by several test files."""
 
+import os
+from pathlib import Path
+
+import pytest
 import torch
 
 from synthaug.data import ImageDataset
@@ -102,3 +106,29 @@ class KillAfterCheckpoint:
 
             _Session.checkpoint = checkpoint
         return self.task()
+
+
+# --- a real browser (the serve page and the report's layout) -----------------------------------------------------
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+
+
+def browser_or_skip(chromium: str | None = None) -> None:
+    """Playwright driving Debian's Chromium; .ci/run sets SYNTHAUG_REQUIRE_BROWSER=1 so CI fails instead of skipping."""
+    chromium = chromium or CHROMIUM
+    missing = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing = "the playwright package (dev extra)"
+    if missing is None and not Path(chromium).exists():
+        missing = f"{chromium} (apt-get install chromium chromium-driver)"
+    if missing:
+        if os.environ.get("SYNTHAUG_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser test required but {missing} is missing")
+        pytest.skip(f"browser test needs {missing}")
+
+
+def launch_chromium(playwright):
+    """Headless Debian Chromium with the flags a container needs."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)

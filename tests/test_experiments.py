@@ -6,6 +6,7 @@ import pytest
 from synthaug.config import from_dict, load_yaml
 from helpers import killed_on_call, tiny_config
 from synthaug.experiments import ExperimentConfig, load_experiment_config, run_experiment
+from synthaug.experiments.kinds import BASELINE
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 SECTIONS = ["Does synthetic data help? (headline)", "Synthetic-set quality", "Samples: real vs synthetic", "Generator training",
@@ -17,7 +18,10 @@ def test_tiny_experiment_writes_results_summary_and_full_report(tiny_run):
     out, cfg, summary = tiny_run
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["experiment", "arm", "seed", "metric", "value"]
+    assert list(rows[0]) == ["experiment", "arm", "seed", "metric", "value", "group", "generator", "mixing", "p_real",
+                             "strength", "per_image", "budget", "view"]
+    p_real = {(r["generator"], r["p_real"], r["group"]) for r in rows if r["experiment"] == "p-real" and r["arm"] != BASELINE}
+    assert p_real == {("cgan", "0.0", "p_real"), ("cgan", "0.5", "p_real"), ("cgan", "1.0", "p_real")}  # fields, as made
     experiments = {r["experiment"] for r in rows}
     assert {"compare", "p-real", "transfer", "data-efficiency", "optimizers", "imbalance", "quality"} <= experiments
     base = [r for r in rows if r["experiment"] == "compare" and r["arm"].startswith("real + classical augmentation")
@@ -35,6 +39,10 @@ def test_tiny_experiment_writes_results_summary_and_full_report(tiny_run):
     for section in SECTIONS:
         assert section in md, section
     assert "data:image/png;base64," in html and "<img src='figures" not in html  # self-contained
+    assert summary["data-efficiency"]["fields"]["cgan@12"] == {"group": "budget", "generator": "cgan", "mixing": "add",
+                                                               "budget": 12, "view": "equal_steps"}
+    for figure in ("forest.png", "p-real.png", "data-efficiency.png"):  # drawn from the arms' fields
+        assert (out / "figures" / figure).is_file(), figure
     for figure in (out / "figures").glob("*.png"):
         assert figure.stat().st_size > 1000
 

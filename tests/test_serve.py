@@ -28,7 +28,7 @@ import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from helpers import make_tiny_dataset  # noqa: E402
+from helpers import browser_or_skip, launch_chromium, make_tiny_dataset  # noqa: E402
 from synthaug.data.folder import read_image  # noqa: E402
 from synthaug.generators import GENERATORS  # noqa: E402
 from synthaug.generators.api import generator_config  # noqa: E402
@@ -42,6 +42,7 @@ from synthaug.training.loop import predict_proba  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"cgan": {"g_width": 8, "d_width": 8, "noise_dim": 16}, "cvae": {"width": 8, "latent_dim": 4}}
 REPORT_TITLE = "quickstart report"
+DEMO_ANSWER = "Synthetic data did not help: every synthetic arm is significantly worse than the strong baseline."
 
 
 # --- fixtures: tiny run folders, one model store for the whole module ------------------------------------
@@ -66,6 +67,10 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     for name in ("demo", "studies/cifar"):
         (reports / name).mkdir(parents=True)
         (reports / name / "report.html").write_text(f"<html><title>{name}</title><h1>{REPORT_TITLE}</h1></html>")
+    # demo's report has an answer and a forest plot (as report.build writes them); studies/cifar predates them
+    (reports / "demo" / "figures").mkdir()
+    Image.fromarray(np.full((20, 40, 3), 200, np.uint8)).save(reports / "demo" / "figures" / "forest.png")
+    (reports / "demo" / "answer.json").write_text(json.dumps({"answer": DEMO_ANSWER, "forest": "figures/forest.png"}))
     (reports / "unfinished").mkdir()  # no report.html: not listed
     (root / "outside").mkdir()
     (root / "outside" / "report.html").write_text("<p>secret outside the runs root</p>")
@@ -126,7 +131,7 @@ def test_page_health_listing_and_openapi(client):
                                                    "class_names": ["a", "b", "c"], "channels": 1, "image_size": 16}
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/api/health", "/api/generators", "/api/generate", "/api/generate/zip", "/api/classifier",
-                 "/api/classify", "/api/runs", "/api/runs/{name}/report"):
+                 "/api/classify", "/api/runs", "/api/runs/{name}/report", "/api/runs/{name}/forest.png"):
         assert path in paths, path
     assert client.get("/docs").status_code == 200
 
@@ -309,6 +314,30 @@ def test_reports_are_listed_and_opened_by_name_only(client, runs):
     assert "no run named '../outside'" in client.get("/api/runs/..%2Foutside/report").json()["detail"]
 
 
+def test_reports_list_each_runs_answer_and_forest_plot(client, runs):
+    listed = {r["name"]: r for r in client.get("/api/runs").json()["runs"]}
+    assert listed["demo"]["answer"] == DEMO_ANSWER and listed["demo"]["forest"] == "/api/runs/demo/forest.png"
+    png = client.get("/api/runs/demo/forest.png")
+    assert png.headers["content-type"] == "image/png"
+    assert png.content == (runs["runs_root"] / "demo" / "figures" / "forest.png").read_bytes()
+    assert listed["studies/cifar"]["answer"] is None and listed["studies/cifar"]["forest"] is None  # an older report
+    assert client.get("/api/runs/studies/cifar/forest.png").status_code == 404
+    for name in ("escape", "../outside", "unfinished"):
+        assert client.get(f"/api/runs/{name}/forest.png").status_code == 404, name
+
+
+def test_a_forest_path_leading_out_of_the_run_folder_is_not_served(tmp_path):
+    from synthaug.serve.reports import scan_reports
+
+    run = tmp_path / "runs" / "sneaky"
+    run.mkdir(parents=True)
+    (run / "report.html").write_text("<h1>r</h1>")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "secret.png")
+    (run / "answer.json").write_text(json.dumps({"answer": "a", "forest": "../../secret.png"}))
+    found = scan_reports(tmp_path / "runs")["sneaky"]
+    assert found.forest() is None and found.describe()["forest"] is None and found.describe()["answer"] == "a"
+
+
 def test_no_runs_root_lists_nothing(runs, store):
     with TestClient(create_app(config(runs, runs_root=None), store)) as c:
         assert c.get("/api/runs").json() == {"runs_root_set": False, "runs": []}
@@ -477,32 +506,13 @@ def test_dockerfile_passes_hadolint():
 
 
 # --- a real browser against a real server ----------------------------------------------------------------------------
-CHROMIUM = "/usr/bin/chromium"
-
-
-def browser_or_skip():
-    """Playwright driving Debian's Chromium; .ci/run sets SYNTHAUG_REQUIRE_BROWSER=1 so CI fails instead of skipping."""
-    missing = None
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing = "the playwright package (dev extra)"
-    if missing is None and not Path(CHROMIUM).exists():
-        missing = f"{CHROMIUM} (apt-get install chromium chromium-driver)"
-    if missing:
-        if os.environ.get("SYNTHAUG_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"browser test required but {missing} is missing")
-        pytest.skip(f"browser test needs {missing}")
-
-
 def test_browser_test_fails_instead_of_skipping_when_ci_requires_it(monkeypatch):
-    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", "/nonexistent/chromium")
     monkeypatch.setenv("SYNTHAUG_REQUIRE_BROWSER", "1")  # what .ci/run sets
     with pytest.raises(pytest.fail.Exception, match="browser test required but /nonexistent/chromium"):
-        browser_or_skip()
+        browser_or_skip("/nonexistent/chromium")
     monkeypatch.delenv("SYNTHAUG_REQUIRE_BROWSER")
     with pytest.raises(pytest.skip.Exception):
-        browser_or_skip()
+        browser_or_skip("/nonexistent/chromium")
     assert "SYNTHAUG_REQUIRE_BROWSER=1" in (REPO / ".ci" / "run").read_text()
 
 
@@ -558,8 +568,7 @@ def test_browser_generates_and_classifies_by_clicking(live_server, runs, tmp_pat
 
     shots = Path(os.environ.get("SYNTHAUG_SCREENSHOTS", tmp_path))
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 700}, accept_downloads=True)
             errors: list[str] = []
@@ -611,6 +620,11 @@ def test_browser_generates_and_classifies_by_clicking(live_server, runs, tmp_pat
             # Reports: the runs are listed; clicking one shows its report
             page.click("#tab-reports")
             expect(page.locator("#runs a")).to_have_count(2)
+            expect(page.locator("#runs .answer")).to_have_text([DEMO_ANSWER])  # only demo's report has one
+            forest = page.locator("#runs img.forest")
+            expect(forest).to_have_count(1)
+            page.wait_for_function("() => document.querySelector('#runs img.forest').complete")
+            assert forest.evaluate("img => img.naturalWidth") == 40  # the run's PNG, loaded under the page's CSP
             page.click("#runs a[data-run='demo']")
             expect(page.frame_locator("#report").locator("h1")).to_have_text(REPORT_TITLE)
             page.screenshot(path=str(shots / "serve-reports.png"))

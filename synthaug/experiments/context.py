@@ -12,6 +12,7 @@ import numpy as np
 
 from synthaug.data import DataConfig, DatasetError, DatasetSplits, ImageDataset, load_data
 from synthaug.experiments import steps
+from synthaug.experiments.arms import Arm
 from synthaug.experiments.config import ExperimentConfig, GeneratorSpec
 from synthaug.experiments.tasks import Pending, PendingConfig, PendingDataset, is_pending
 from synthaug.training.config import TrainConfig
@@ -177,7 +178,9 @@ class Experiment:
             return self._synthetic_sets[folder]
         ds = read_synthetic(folder)
         entry = self.artefacts["synthetic"].setdefault(label or spec.name, {})
-        entry.setdefault(str(seed), {"dir": str(folder), "images": len(ds), **info})
+        made = {"generator": spec.name, **({"strength": variations["strengths"][0], "per_image": variations["per_image"]}
+                                           if variations and len(variations["strengths"]) == 1 else {})}
+        entry.setdefault(str(seed), {"dir": str(folder), "images": len(ds), **info, **made})
         return ds
 
     # --- planning ---------------------------------------------------------------------------------------
@@ -201,7 +204,7 @@ class Experiment:
         """Rows of the second view of a comparison go to '<kind> @ <view>' beside the headline '<kind>'."""
         return kind if self.primary_view or kind in VIEWLESS else f"{kind} @ {self.view}"
 
-    def record(self, experiment: str, arm: str, seed: int, metrics: dict[str, Any], prefix: str = "") -> None:
+    def record(self, experiment: str, arm: Arm, seed: int, metrics: dict[str, Any], prefix: str = "") -> None:
         """Tidy rows from a classification-metrics dict (headline figures, recall per class, training steps)."""
         if self.planning:
             return
@@ -215,17 +218,19 @@ class Experiment:
         for name, per in metrics.get("per_class", {}).items():
             self.add_row(experiment, arm, seed, f"{prefix}recall[{name}]", per["recall"])
 
-    def add_row(self, experiment: str, arm: str, seed: int, metric: str, value: float) -> None:
+    def add_row(self, experiment: str, arm: Arm, seed: int, metric: str, value: float) -> None:
+        """One tidy row, with the arm's structured fields (and the budget view the classifier trained under)."""
         if self.planning:
             return
-        self.rows.append({"experiment": self.experiment_name(experiment), "arm": arm, "seed": seed, "metric": metric,
-                          "value": float(value)})
+        view = None if experiment in VIEWLESS else self.view
+        self.rows.append({"experiment": self.experiment_name(experiment), "arm": arm.name, "seed": seed, "metric": metric,
+                          "value": float(value), **arm.fields(view)})
 
-    def keep_confusion(self, experiment: str, arm: str, metrics: dict[str, Any]) -> None:
+    def keep_confusion(self, experiment: str, arm: Arm, metrics: dict[str, Any]) -> None:
         """Sum confusion matrices over seeds, per (experiment, arm), for the report."""
         if self.planning:
             return
         store = self.artefacts["confusion"].setdefault(self.experiment_name(experiment), {})
         cm = np.asarray(metrics["confusion_matrix"])
-        store[arm] = (np.asarray(store[arm]) + cm).tolist() if arm in store else cm.tolist()
+        store[arm.name] = (np.asarray(store[arm.name]) + cm).tolist() if arm.name in store else cm.tolist()
         self.artefacts["class_names"] = metrics["class_names"]

@@ -1,6 +1,7 @@
 """Experiment kinds (one registry): each runs its arms over the seeds and records tidy rows.
 
-Arm names are what the report prints. Every kind has a baseline arm so that the statistics can pair
+Arm names are what the report prints; the report groups and plots by the arms' structured fields
+(experiments.arms), never by their names. Every kind has a baseline arm so that the statistics can pair
 each arm with it seed by seed (see BASELINES).
 """
 
@@ -12,6 +13,7 @@ import torch
 
 from synthaug.data import ImageDataset
 from synthaug.experiments import steps
+from synthaug.experiments.arms import Arm
 from synthaug.experiments.context import Experiment
 from synthaug.registry import Registry
 from synthaug.training.config import fit_to_data
@@ -28,8 +30,14 @@ VIEW_KINDS = {"compare", "data-efficiency", "imbalance", "unlabelled"}  # kinds 
 # (p-real sweeps, transfer, optimisers) run in the headline view only
 
 
-def _strategy_arm(exp: Experiment, name: str) -> str:
-    return f"real + classical + {name} ({exp.cfg.mix.strategy})"
+def _strategy_arm(exp: Experiment, name: str) -> Arm:
+    strategy = exp.cfg.mix.strategy
+    return Arm(f"real + classical + {name} ({strategy})", "generators", generator=name, mixing=strategy,
+               p_real=exp.cfg.mix.p_real if strategy == "p_real" else None)
+
+
+def _baseline(group: str = "classical") -> Arm:
+    return Arm(BASELINE, group)  # type: ignore[arg-type]
 
 
 @KINDS.register("compare")
@@ -40,10 +48,10 @@ def compare(exp: Experiment) -> None:
     for seed in exp.cfg.seeds:
         splits = exp.splits(seed)
         _, plain = steps.train_classifier(exp.cache, "plain", splits, exp.plain_cfg(seed, splits))
-        exp.record("compare", PLAIN, seed, plain)
+        exp.record("compare", Arm(PLAIN, "classical", mixing="none"), seed, plain)
         _, base = exp.train_baseline(seed, splits)
-        exp.record("compare", BASELINE, seed, base)
-        exp.keep_confusion("compare", BASELINE, base)
+        exp.record("compare", _baseline(), seed, base)
+        exp.keep_confusion("compare", _baseline(), base)
         for spec in exp.cfg.generators:
             gen_dir = exp.generator(spec, seed, splits)
             synthetic = exp.synthetic(spec, seed, splits, gen_dir)
@@ -52,7 +60,7 @@ def compare(exp: Experiment) -> None:
             exp.record("compare", arm, seed, metrics)
             exp.keep_confusion("compare", arm, metrics)
             if exp.primary_view:
-                record_quality(exp, spec.name, seed, splits, synthetic)
+                record_quality(exp, Arm(spec.name, "quality", spec.name), seed, splits, synthetic)
 
 
 @KINDS.register("p-real")
@@ -62,7 +70,7 @@ def p_real(exp: Experiment) -> None:
     for seed in exp.cfg.seeds:
         splits = exp.splits(seed)
         _, base = exp.train_baseline(seed, splits)
-        exp.record("p-real", BASELINE, seed, base)
+        exp.record("p-real", _baseline(), seed, base)
         for spec in (g for g in exp.cfg.generators if g.name in chosen):
             gen_dir = exp.generator(spec, seed, splits)
             synthetic = exp.synthetic(spec, seed, splits, gen_dir)
@@ -71,7 +79,8 @@ def p_real(exp: Experiment) -> None:
                     metrics = base  # all-real batches are exactly the baseline arm
                 else:
                     _, metrics = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-p{p:g}", strategy="p_real", p_real=p)
-                exp.record("p-real", f"{spec.name} p_real={p:g}", seed, metrics)
+                exp.record("p-real", Arm(f"{spec.name} p_real={p:g}", "p_real", generator=spec.name, mixing="p_real",
+                                         p_real=p), seed, metrics)
 
 
 @KINDS.register("transfer")
@@ -82,20 +91,22 @@ def transfer(exp: Experiment) -> None:
     for seed in exp.cfg.seeds:
         splits = exp.splits(seed)
         base_dir, base = exp.train_baseline(seed, splits)
-        exp.record("transfer", "train real / test real", seed, base)
-        exp.keep_confusion("transfer", "train real / test real", base)
+        real = Arm("train real / test real", "transfer")
+        exp.record("transfer", real, seed, base)
+        exp.keep_confusion("transfer", real, base)
         for spec in exp.cfg.generators:
             gen_dir = exp.generator(spec, seed, splits)
             synthetic = exp.synthetic(spec, seed, splits, gen_dir)
             # A second synthetic set, sampled with another seed, serves as the synthetic *test* set.
             held_out = exp.synthetic(spec, seed, splits, gen_dir, sample_seed=10_000 + seed, label=f"{spec.name}-test")
-            arms = {f"train real / test {spec.name}": (base_dir, held_out)}
-            syn_dir, tstr = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-synthetic-only", strategy="synthetic-only")
-            arms[f"train {spec.name} / test real (TSTR)"] = (syn_dir, None)
-            arms[f"train {spec.name} / test {spec.name}"] = (syn_dir, held_out)
-            mix_dir, _ = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-add", strategy="add")
-            arms[f"train real+{spec.name} / test real"] = (mix_dir, None)
-            arms[f"train real+{spec.name} / test {spec.name}"] = (mix_dir, held_out)
+            name = spec.name
+            arms = {Arm(f"train real / test {name}", "transfer", generator=name): (base_dir, held_out)}
+            syn_dir, tstr = exp.train_with_synthetic(seed, splits, synthetic, f"{name}-synthetic-only", strategy="synthetic-only")
+            arms[Arm(f"train {name} / test real (TSTR)", "transfer", name, "synthetic-only", 0.0)] = (syn_dir, None)
+            arms[Arm(f"train {name} / test {name}", "transfer", name, "synthetic-only", 0.0)] = (syn_dir, held_out)
+            mix_dir, _ = exp.train_with_synthetic(seed, splits, synthetic, f"{name}-add", strategy="add")
+            arms[Arm(f"train real+{name} / test real", "transfer", name, "add")] = (mix_dir, None)
+            arms[Arm(f"train real+{name} / test {name}", "transfer", name, "add")] = (mix_dir, held_out)
             if exp.planning:  # the evaluations below read trained runs; planning only collects the steps above
                 continue
             for arm, (run_dir, test) in arms.items():
@@ -111,13 +122,14 @@ def data_efficiency(exp: Experiment) -> None:
         for seed in exp.cfg.seeds:
             splits = exp.splits(seed, per_class=budget, fraction=None, class_counts=None)
             _, base = exp.train_baseline(seed, splits, label=f"baseline-{budget}")
-            exp.record("data-efficiency", f"baseline@{budget}", seed, base)
+            exp.record("data-efficiency", Arm(f"baseline@{budget}", "budget", budget=budget), seed, base)
             for spec in exp.cfg.generators:
                 gen_dir = exp.generator(spec, seed, splits, data_overrides={"per_class": budget, "fraction": None,
                                                                             "class_counts": None}, label=f"{spec.name}-{budget}")
                 synthetic = exp.synthetic(spec, seed, splits, gen_dir, label=f"{spec.name}-{budget}")
                 _, metrics = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-{budget}")
-                exp.record("data-efficiency", f"{spec.name}@{budget}", seed, metrics)
+                exp.record("data-efficiency", Arm(f"{spec.name}@{budget}", "budget", spec.name, exp.cfg.mix.strategy,
+                                                  budget=budget), seed, metrics)
 
 
 @KINDS.register("optimizers")
@@ -130,17 +142,18 @@ def optimizers(exp: Experiment) -> None:
         splits = exp.splits(seed)
         for opt in exp.cfg.optimizers:
             label = f"{spec.name}-{opt}"
+            arm = Arm(label, "quality", generator=spec.name, mixing="synthetic-only", p_real=0.0)
             gen_dir = exp.generator(spec, seed, splits, gen_overrides={"optimizer": opt}, label=label)
             synthetic = exp.synthetic(spec, seed, splits, gen_dir, label=label)
             _, tstr = exp.train_with_synthetic(seed, splits, synthetic, f"{label}-synthetic-only", strategy="synthetic-only")
-            exp.add_row("optimizers", label, seed, "cas", tstr["accuracy"])
-            record_quality(exp, label, seed, splits, synthetic, experiment="optimizers")
+            exp.add_row("optimizers", arm, seed, "cas", tstr["accuracy"])
+            record_quality(exp, arm, seed, splits, synthetic, experiment="optimizers")
             if exp.planning:  # the rest reads the trained generator's files
                 continue
             for metric, value in generator_loss_stats(gen_dir).items():
-                exp.add_row("optimizers", label, seed, metric, value)
+                exp.add_row("optimizers", arm, seed, metric, value)
             info = exp.artefacts["generators"][label][str(seed)]
-            exp.add_row("optimizers", label, seed, "train_seconds", info["seconds"])
+            exp.add_row("optimizers", arm, seed, "train_seconds", info["seconds"])
 
 
 def _minority(train: ImageDataset, names: list[str] | None) -> list[str]:
@@ -159,16 +172,16 @@ def imbalance(exp: Experiment) -> None:
         minority = _minority(splits.train, exp.data.minority_classes)
         top = max(counts)
         missing = {name: top - n for name, n in zip(splits.train.class_names, counts)}
-        arms = {BASELINE: exp.train_baseline(seed, splits)[1]}
+        arms = {_baseline(): exp.train_baseline(seed, splits)[1]}
         if not any(missing.values()):
             raise ValueError("the imbalance kind needs an imbalanced training set: set data.imbalance_ratio or data.class_counts")
-        arms[OVERSAMPLING] = exp.train_with_synthetic(seed, splits, _oversample(splits.train, missing, seed),
+        arms[Arm(OVERSAMPLING, "classical", mixing="oversample")] = exp.train_with_synthetic(seed, splits, _oversample(splits.train, missing, seed),
                                                                       "oversampling", strategy="add")[1]
         for spec in exp.cfg.generators:
             gen_dir = exp.generator(spec, seed, splits)
             synthetic = exp.synthetic(spec, seed, splits, gen_dir, counts={k: v for k, v in missing.items() if v > 0},
                                       label=f"{spec.name}-rebalance")
-            arms[f"real + {spec.name} rebalancing"] = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-rebalance",
+            arms[Arm(f"real + {spec.name} rebalancing", "generators", spec.name, "add")] = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-rebalance",
                                                                                strategy="add")[1]
         if exp.planning:  # the rest reads results
             continue
@@ -206,8 +219,8 @@ def unlabelled(exp: Experiment) -> None:
     for seed in exp.cfg.seeds:
         splits = exp.splits(seed)
         base_dir, base = exp.train_baseline(seed, splits)
-        exp.record("unlabelled", BASELINE, seed, base)
-        exp.keep_confusion("unlabelled", BASELINE, base)
+        exp.record("unlabelled", _baseline(), seed, base)
+        exp.keep_confusion("unlabelled", _baseline(), base)
         # only the teacher's predictions label the pool (once per teacher: planning passes would redo it)
         pseudo = None if not exp.finished(base_dir) else exp.once(("pseudo-label", str(base_dir)), lambda: pseudo_label(
             load_classifier(base_dir)[0], splits.unlabelled, splits.train.class_names, spec_u.pseudo_label_tau,
@@ -217,7 +230,7 @@ def unlabelled(exp: Experiment) -> None:
                                                                        "tau": spec_u.pseudo_label_tau}
         if pseudo is not None and len(pseudo):
             _, metrics = exp.train_with_synthetic(seed, splits, pseudo, "pseudo-label", strategy="p_real", p_real=spec_u.p_real)
-            exp.record("unlabelled", PSEUDO, seed, metrics)
+            exp.record("unlabelled", Arm(PSEUDO, "pool", mixing="pseudo-label", p_real=spec_u.p_real), seed, metrics)
         for spec in exp.cfg.generators:
             gen_dir = exp.generator(spec, seed, splits)
             origin = "pool + labelled" if spec.unlabelled else "labelled only"
@@ -227,16 +240,19 @@ def unlabelled(exp: Experiment) -> None:
                         label = f"{spec.name}-var-t{t:g}-m{m}"
                         synthetic = exp.synthetic(spec, seed, splits, gen_dir, label=label,
                                                   variations={"per_image": m, "strengths": [t]})
-                        arm = f"{spec.name} ({origin}) variations t={t:g} M={m}"
+                        arm = Arm(f"{spec.name} ({origin}) variations t={t:g} M={m}", "pool", spec.name, "p_real",
+                                  spec_u.p_real, strength=t, per_image=m)
                         _, metrics = exp.train_with_synthetic(seed, splits, synthetic, label, strategy="p_real",
                                                               p_real=spec_u.p_real)
                         exp.record("unlabelled", arm, seed, metrics)
                         if exp.primary_view and m == spec_u.per_image[0]:
-                            record_quality(exp, label, seed, splits, synthetic)
+                            record_quality(exp, Arm(label, "quality", spec.name, strength=t, per_image=m), seed, splits,
+                                           synthetic)
             if spec.unlabelled and spec_u.class_samples:
                 synthetic = exp.synthetic(spec, seed, splits, gen_dir, label=f"{spec.name}-samples")
                 _, metrics = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-samples", strategy="p_real",
                                                       p_real=spec_u.p_real)
-                exp.record("unlabelled", f"{spec.name} ({origin}) class samples", seed, metrics)
+                exp.record("unlabelled", Arm(f"{spec.name} ({origin}) class samples", "pool", spec.name, "p_real",
+                                             spec_u.p_real), seed, metrics)
                 if exp.primary_view:
-                    record_quality(exp, f"{spec.name}-samples", seed, splits, synthetic)
+                    record_quality(exp, Arm(f"{spec.name}-samples", "quality", spec.name), seed, splits, synthetic)

@@ -15,6 +15,7 @@ import torch
 
 from synthaug.data import DatasetSplits, ImageDataset
 from synthaug.experiments import steps
+from synthaug.experiments.arms import Arm
 from synthaug.experiments.context import Experiment
 from synthaug.synthetic.evaluate import _subsample, quality_metrics
 
@@ -48,7 +49,7 @@ def _features(model: torch.nn.Module, images: torch.Tensor) -> tuple[np.ndarray,
     return features.astype(np.float64), probs
 
 
-def record_quality(exp: Experiment, name: str, seed: int, splits: DatasetSplits, synthetic: ImageDataset,
+def record_quality(exp: Experiment, arm: Arm, seed: int, splits: DatasetSplits, synthetic: ImageDataset,
                    experiment: str = "quality") -> dict[str, float]:
     if exp.planning:  # features need a trained evaluator: planning only asks for it
         evaluator_step(exp)
@@ -63,14 +64,14 @@ def record_quality(exp: Experiment, name: str, seed: int, splits: DatasetSplits,
     if seed == exp.cfg.seeds[0]:  # kept for the report's PCA figure (reports never recompute features)
         folder = exp.out / "features"
         folder.mkdir(exist_ok=True)
-        np.savez(folder / f"{experiment}-{name}.npz", real=real_train, real_labels=real_sub.labels.numpy(),
+        np.savez(folder / f"{experiment}-{arm.name}.npz", real=real_train, real_labels=real_sub.labels.numpy(),
                  synthetic=syn_feats, synthetic_labels=syn_sub.labels.numpy(), class_names=np.array(splits.train.class_names))
     values = quality_metrics(exp.evaluator_features[key], real_train, syn_feats, syn_probs, seed)
     # CAS: accuracy of the evaluator on synthetic images is *not* CAS; CAS (train-on-synthetic) comes
     # from the transfer / p-real kinds. Here: how often the evaluator agrees with the conditioned class.
     values["evaluator_agreement"] = float((syn_probs.argmax(1) == syn_sub.labels.numpy()).mean())
     for metric, value in values.items():
-        exp.add_row(experiment, name, seed, metric, value)
+        exp.add_row(experiment, arm, seed, metric, value)
     return values
 
 

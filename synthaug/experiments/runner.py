@@ -71,6 +71,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, report: bool = True,
     summary = summarise_rows(exp.rows, baselines, cfg.alpha, REAL_ONLY)
     ran_by_executor = set(execution["ran"]) if execution else set()
     summary["_meta"] = {"name": cfg.name, "dataset": exp.data.dataset, "notice": exp.notice, "seeds": cfg.seeds,
+                        "alpha": cfg.alpha,  # the flags' level: the report's answer reads it from here
                         "seconds": time.perf_counter() - start, "steps_ran": len(exp.cache.ran) + len(ran_by_executor),
                         "steps_reused": len([f for f in exp.cache.reused if f not in ran_by_executor]),
                         "synthaug_version": __version__}

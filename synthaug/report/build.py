@@ -9,63 +9,14 @@ from typing import Any
 import numpy as np
 
 from synthaug.report import figures
+from synthaug.report.answer import GROUPS, alpha_of, answer_sentence, forest_rows, headline, write_answer
 from synthaug.report.blocks import Block, Figure, Heading, Para, Table, to_html, to_markdown
+from synthaug.report.numbers import mean_ci, number, percent, points
+from synthaug.report.tables import arm_details, arm_table, metric_tables
 from synthaug.utils import write_text_atomic
 
-QUALITY_COLUMNS = ["fid", "kid", "inception_score", "precision", "recall", "density", "coverage", "mmd", "mmd_p_value",
-                   "memorisation_ratio", "evaluator_agreement"]
-
-
-def _fmt(x: Any, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and np.isnan(x)):
-        return "–"
-    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
-
-
-def _ci(s: dict[str, Any], digits: int = 4) -> str:
-    if s is None:
-        return "–"
-    if s.get("n", 0) < 2 or s.get("ci_low") is None:
-        return f"{_fmt(s['mean'], digits)} (n={s.get('n', 1)})"
-    return f"{_fmt(s['mean'], digits)} [{_fmt(s['ci_low'], digits)}, {_fmt(s['ci_high'], digits)}]"
-
-
-def _p(p: Any) -> str:
-    return "–" if p is None or (isinstance(p, float) and np.isnan(p)) else (f"{p:.3g}")
-
-
-def arm_table(entry: dict[str, Any], metric: str = "accuracy", extra: tuple[str, ...] = ("macro_f1", "balanced_accuracy")) -> Table:
-    """Arms with mean [95 % CI], difference to the baseline (paired), p-values, effect size, flag."""
-    base = entry.get("baseline")
-    with_steps = any("steps" in m for m in entry["arms"].values())
-    headers = ["arm", f"{metric} mean [95% CI]", "Δ vs baseline [95% CI]", "p (paired t)", "p (Wilcoxon)", "effect dz",
-               *[f"{m} mean [95% CI]" for m in extra], *(["steps"] if with_steps else []), "flag"]
-    rows = []
-    for arm, metrics in entry["arms"].items():
-        if metric not in metrics:
-            continue
-        t = entry.get("tests", {}).get(arm, {}).get(metric)
-        diff = "baseline" if arm == base else ("–" if t is None else
-                                             f"{t['mean_diff']:+.4f} [{_fmt(t.get('ci_low'))}, {_fmt(t.get('ci_high'))}]")
-        if entry.get("hurts", {}).get(arm):
-            flag = "hurts: " + "; ".join(entry["hurts"][arm])
-        elif entry.get("worse", {}).get(arm):
-            flag = "worse: " + "; ".join(entry["worse"][arm])
-        else:
-            flag = ""
-        rows.append([arm, _ci(metrics[metric]), diff, _p(t and t.get("t_p")), _p(t and t.get("wilcoxon_p")),
-                     _fmt(t and t.get("cohen_dz"), 2), *[_ci(metrics.get(m)) for m in extra],
-                     *([_steps(metrics.get("steps"))] if with_steps else []), flag])
-    return Table(headers, rows)
-
-
-def _steps(s: dict[str, Any] | None) -> str:
-    """Mean optimiser steps of an arm over seeds (with the spread when tuning chose differently per seed)."""
-    if not s:
-        return "–"
-    if s.get("std"):
-        return f"{s['mean']:.0f} (sd {s['std']:.0f})"
-    return f"{s['mean']:.0f}"
+QUALITY_FIRST = ["fid", "kid", "precision", "recall", "evaluator_agreement"]  # the quality table; the rest in details
+QUALITY_REST = ["inception_score", "density", "coverage", "mmd", "mmd_p_value", "memorisation_ratio"]
 
 
 class ReportBuilder:
@@ -81,11 +32,20 @@ class ReportBuilder:
     def add(self, *blocks: Block) -> None:
         self.blocks.extend(blocks)
 
+    @property
+    def alpha(self) -> float:
+        return alpha_of(self.summary, self.config.get("alpha", 0.05))
+
+    @property
+    def seeds(self) -> int:
+        return len(self.summary.get("_meta", {}).get("seeds", []))
+
     def build(self) -> tuple[Path, Path]:
         meta = self.summary.get("_meta", {})
         self.add(Heading(f"synthaug report: {meta.get('name', 'experiment')}", 1))
+        self.answer()
         if meta.get("notice"):
-            self.add(Para(meta["notice"]))
+            self.add(Para(meta["notice"], role="notice"))
         self.leakage()
         data = self.config.get("resolved_data", {})
         regime = ", ".join(f"{k}={v}" for k, v in data.items() if k in ("per_class", "fraction", "imbalance_ratio") and v is not None)
@@ -104,6 +64,22 @@ class ReportBuilder:
         return self.out / "report.md", self.out / "report.html"
 
     # --- sections ---------------------------------------------------------------------------------------
+    def answer(self) -> None:
+        """The sentence and the forest plot that answer the run's question, first (also in answer.json for the
+        served Reports page)."""
+        summary = {**self.summary, "_meta": {"alpha": self.alpha, **self.summary.get("_meta", {})}}
+        sentence = answer_sentence(summary)
+        rows = forest_rows(summary)
+        metric = headline(summary)[1]
+        self.add(Para(sentence, role="answer"))
+        forest = None
+        if rows:
+            forest = figures.forest_figure(self.figures / "forest.png", rows, GROUPS, metric)
+            self.add(Figure(forest, f"test {metric} of each arm minus the strong baseline's, paired by seed: mean and 95% "
+                                    f"CI in percentage points over {self.seeds} seeds; filled and labelled: significant "
+                                    f"(paired t, alpha {self.alpha:g})", role="forest"))
+        write_answer(self.out, sentence, forest)
+
     def leakage(self) -> None:
         """The warning of synthetic sets from pretrained models, at the top: they may have seen the test set."""
         warned: dict[str, str] = {}
@@ -113,33 +89,26 @@ class ReportBuilder:
                 if manifest.is_file() and (text := json.loads(manifest.read_text()).get("leakage_warning")):
                     warned[name] = text
         if warned:
-            self.add(Para(f"**Leakage warning** (synthetic sets {', '.join(sorted(warned))}): {next(iter(warned.values()))}."))
+            self.add(Para(f"**Leakage warning** (synthetic sets {', '.join(sorted(warned))}): {next(iter(warned.values()))}.",
+                          role="notice"))
 
     def compare(self) -> None:
         entry = self.summary.get("compare")
         if not entry:
             return
-        n_seeds = len(self.summary.get("_meta", {}).get("seeds", []))
-        self.add(Heading("Does synthetic data help? (headline)"), arm_table(entry),
-                 Para(f"Δ: mean paired difference to the baseline over {n_seeds} seeds with its 95% t-interval; effect dz: "
-                      f"that mean divided by the standard deviation of the differences. With {n_seeds} seeds the smallest "
-                      f"possible two-sided Wilcoxon p is {2 / 2 ** max(n_seeds, 1):.3g}, so decisions rest on the paired "
-                      f"t-test; flags use alpha {self.config.get('alpha', 0.05)} (per-class recalls Holm-corrected)."))
-        base = entry["arms"].get(entry["baseline"], {}).get("accuracy", {})
-        for arm, reasons in entry.get("hurts", {}).items():
-            if reasons:
-                self.add(Para(f"**Synthetic data hurts** in arm '{arm}': " + "; ".join(reasons)))
-        verdicts = []
-        for arm, tests in entry.get("tests", {}).items():
-            t = tests.get("accuracy")
-            if t is None or "+" not in arm:
-                continue
-            significant = t.get("t_p") is not None and t["t_p"] < self.config.get("alpha", 0.05)
-            word = ("helped" if t["mean_diff"] > 0 else "hurt") if significant else "made no significant difference"
-            verdicts.append(f"'{arm}' {word}: {t['mean_diff']:+.4f} accuracy vs the baseline's {base.get('mean', float('nan')):.4f} "
-                            f"(paired t p={_p(t.get('t_p'))}, n={t.get('n')})")
-        if verdicts:
-            self.add(Para("Verdict: " + "; ".join(verdicts) + "."))
+        n_seeds = self.seeds
+        self.add(Heading("Does synthetic data help? (headline)"), arm_table(entry, alpha=self.alpha, seeds=n_seeds),
+                 Para(f"Δ: mean paired difference to the baseline over {n_seeds} seeds, in percentage points, with its 95% "
+                      f"t-interval. Flags (hover or see the footnotes for the reason): helps / hurts when the paired t-test "
+                      f"gives p < {self.alpha:g}, 'worse' for arms without synthetic images, 'on a class' when only a "
+                      f"class's recall is significantly lower (Holm-corrected), n.s. otherwise. With {n_seeds} seeds the "
+                      f"smallest possible two-sided Wilcoxon p is {2 / 2 ** max(n_seeds, 1):.2g}, so decisions rest on the "
+                      "paired t-test."))
+        details = arm_details(entry)
+        if details:
+            self.add(Heading("Details: other metrics, Wilcoxon, effect size, steps", 3), details,
+                     Para("effect dz: the mean difference divided by the standard deviation of the differences "
+                          f"(shown in the table above only from {5} seeds on: with fewer it swings widely)."))
 
     def views(self) -> None:
         """The same comparisons with the other training budget (compare_at), side by side with the headline."""
@@ -153,8 +122,9 @@ class ReportBuilder:
                       "best). An arm that only helps in one view owes its effect to the budget."))
         for key in others:
             kind, view = key.split(" @ ")
+            metric = "balanced_accuracy" if kind == "imbalance" else "accuracy"
             self.add(Heading(f"{kind} at {view.replace('_', ' ')}", 3),
-                     arm_table(self.summary[key], extra=() if kind != "imbalance" else ("minority_recall",)))
+                     arm_table(self.summary[key], metric, self.alpha, self.seeds))
 
     def training_length(self) -> None:
         """Steps chosen on validation (steps: auto): the grid, each arm's choice per seed, the accuracy-vs-steps curve."""
@@ -178,7 +148,7 @@ class ReportBuilder:
             cells = []
             for steps, lr in grid:
                 values = [r["val_accuracy"] for s in seeds for r in per_seed[s]["table"] if (r["steps"], r["lr"]) == (steps, lr)]
-                cells.append(f"{steps}" + (f" @ lr {lr:g}" if len({g[1] for g in grid}) > 1 else "") + f": {np.mean(values):.4f}")
+                cells.append(f"{steps}" + (f" @ lr {lr:g}" if len({g[1] for g in grid}) > 1 else "") + f": {percent(np.mean(values))}")
             chosen[label] = [per_seed[s]["steps"] for s in seeds]
             rows.append([label, "; ".join(cells), ", ".join(str(c) for c in chosen[label])])
             curve_steps = sorted({p["step"] for s in seeds for p in per_seed[s]["curve"]})
@@ -186,7 +156,7 @@ class ReportBuilder:
                 points = [summarise([p["val_accuracy"] for s in seeds for p in per_seed[s]["curve"] if p["step"] == x])
                           for x in curve_steps]
                 curves[label] = (curve_steps, points)
-        self.add(Table(["arm (label)", "mean validation accuracy per candidate", "steps chosen per seed"], rows))
+        self.add(Table(["arm (label)", "mean validation accuracy % per candidate steps", "steps chosen per seed"], rows))
         synthetic = [k for k in curves if k not in ("baseline", "plain") and not k.startswith(("baseline-", "oversampling"))]
         best = max(synthetic, key=lambda k: max(p["mean"] for p in curves[k][1]), default=None)
         shown = {k: curves[k] for k in ("baseline", best) if k in curves}
@@ -202,12 +172,17 @@ class ReportBuilder:
         ev = self.artefacts.get("evaluator", {})
         self.add(Heading("Synthetic-set quality"),
                  Para(f"Features and probabilities from an evaluator classifier ({ev.get('model')}, test accuracy "
-                      f"{_fmt(ev.get('accuracy'))}) trained on the full real training set and used only for measuring; FID and "
+                      f"{percent(ev.get('accuracy'))} %) trained on the full real training set and used only for measuring; FID and "
                       f"KID are in that feature space, so they compare generators here, not with published InceptionV3 figures. "
                       f"Real reference: the test set. evaluator_agreement: share of synthetic images the evaluator assigns to "
                       f"their conditioned class."))
-        cols = [c for c in QUALITY_COLUMNS if any(c in m for m in entry["arms"].values())]
-        self.add(Table(["generator", *cols], [[arm, *[_ci(m.get(c), 3) for c in cols]] for arm, m in entry["arms"].items()]))
+        tables = metric_tables(entry["arms"], QUALITY_FIRST, QUALITY_REST)
+        if not tables:
+            return
+        first, *rest = tables
+        self.add(first)
+        if rest:
+            self.add(Heading("Details: more quality measures", 3), *rest)
 
     def samples(self) -> None:
         from synthaug.plots import save_class_grid
@@ -282,17 +257,20 @@ class ReportBuilder:
             return
         series: dict[str, dict[float, dict]] = {}
         for arm, metrics in entry["arms"].items():
-            if " p_real=" in arm:
-                name, p = arm.split(" p_real=")
-                series.setdefault(name, {})[float(p)] = metrics["accuracy"]
+            fields = entry.get("fields", {}).get(arm, {})
+            if fields.get("group") == "p_real" and fields.get("p_real") is not None:
+                series.setdefault(fields["generator"], {})[fields["p_real"]] = metrics["accuracy"]
         if not series:
+            self.add(Heading("Real/synthetic mix"), arm_table(entry, alpha=self.alpha, seeds=self.seeds),
+                     Para("(No accuracy-vs-p_real figure: this run's results predate the arms' structured fields.)"))
             return
         ps = sorted({p for s in series.values() for p in s})
         path = figures.curve_figure(self.figures / "p-real.png", ps, {n: [s[p] for p in ps] for n, s in series.items()},
-                                    "p_real (share of real images per batch)", "test accuracy", "Accuracy vs p_real")
+                                    "p_real (share of real images per batch)", "test accuracy", "Accuracy vs p_real",
+                                    percent=True)
         self.add(Heading("Real/synthetic mix: accuracy vs p_real"),
                  Para("p_real=1 is the all-real baseline; p_real=0 trains on synthetic images only (train-synthetic/test-real)."),
-                 Figure(path, "mean test accuracy with 95% CI over seeds"), arm_table(entry, extra=()))
+                 Figure(path, "mean test accuracy with 95% CI over seeds"), arm_table(entry, alpha=self.alpha, seeds=self.seeds))
 
     def data_efficiency(self) -> None:
         entry = self.summary.get("data-efficiency")
@@ -300,33 +278,38 @@ class ReportBuilder:
             return
         curves: dict[str, dict[int, dict]] = {}
         for arm, metrics in entry["arms"].items():
-            name, budget = arm.rsplit("@", 1)
-            curves.setdefault(name, {})[int(budget)] = metrics["accuracy"]
+            fields = entry.get("fields", {}).get(arm, {})
+            if fields.get("budget") is not None:
+                curves.setdefault(fields.get("generator") or "baseline", {})[fields["budget"]] = metrics["accuracy"]
         budgets = sorted({b for c in curves.values() for b in c})
+        if not budgets:
+            self.add(Heading("Data efficiency"), Para("(No figure: this run's results predate the arms' structured fields.)"))
+            return
         path = figures.curve_figure(self.figures / "data-efficiency.png", budgets,
                                     {n: [c[b] for b in budgets] for n, c in curves.items()},
-                                    "real labelled images per class", "test accuracy", "Data efficiency", logx=True)
+                                    "real labelled images per class", "test accuracy", "Data efficiency", logx=True,
+                                    percent=True)
         self.add(Heading("Data efficiency"), Figure(path, "mean test accuracy with 95% CI over seeds"))
         saved = entry.get("labels_saved", {})
         rows = []
         for name, per_budget in saved.items():
             for row in per_budget:
                 if row["status"] == "ok" and row["saved"] < 0:
-                    needed = _fmt(row["needed"], 1)
+                    needed = number(row["needed"], 1)
                     result = f"none: worth only {row['needed']:.1f} real labels/class ({100 * row['needed'] / row['budget']:.0f}% of the budget)"
                 elif row["status"] == "ok":
-                    needed, result = _fmt(row["needed"], 1), f"{100 * row['saved']:.0f}%"
+                    needed, result = number(row["needed"], 1), f"{100 * row['saved']:.0f}%"
                 elif row["status"] == ">max":
                     needed, result = f"> {max(r['budget'] for r in per_budget):g}", f"at least {100 * row['saved_bound']:.0f}%"
                 else:
                     needed, result = f"< {min(r['budget'] for r in per_budget):g}", "none (below the baseline's first point)"
-                rows.append([name, f"{row['budget']:g}", _fmt(row["baseline"]), _fmt(row["augmented"]), needed, result])
+                rows.append([name, f"{row['budget']:g}", percent(row["baseline"]), percent(row["augmented"]), needed, result])
         if rows:
             self.add(Para("Labels saved: how many real labels per class the baseline needs (interpolated in log budget on "
                           "its mean curve) to match the augmented model's mean accuracy; saved = 1 - budget / needed "
                           "(negative when the augmented model is worse). The measurable form of a 'lower labelling cost' "
                           "claim; it carries the curves' seed-to-seed noise (see the CIs in the figure)."),
-                     Table(["generator", "budget/class", "baseline accuracy", "augmented accuracy", "baseline needs /class",
+                     Table(["generator", "budget/class", "baseline accuracy %", "augmented accuracy %", "baseline needs /class",
                             "labels saved"], rows))
 
     def transfer(self) -> None:
@@ -334,8 +317,9 @@ class ReportBuilder:
         if not entry:
             return
         self.add(Heading("Transfer: train on synthetic / test on real and the reverse"),
-                 Table(["train / test", "accuracy mean [95% CI]", "macro F1 mean [95% CI]"],
-                       [[arm, _ci(m.get("accuracy")), _ci(m.get("macro_f1"))] for arm, m in entry["arms"].items()]))
+                 Table(["train / test", "accuracy % [95% CI]", "macro_f1 % [95% CI]"],
+                       [[arm, mean_ci(m.get("accuracy"), "accuracy"), mean_ci(m.get("macro_f1"), "macro_f1")]
+                        for arm, m in entry["arms"].items()]))
         from synthaug.plots import save_confusion_matrix
 
         names = self.artefacts.get("class_names", [])
@@ -347,12 +331,13 @@ class ReportBuilder:
         entry = self.summary.get("imbalance")
         if entry:
             self.add(Heading("Class imbalance: rebalancing with synthetic images"),
-                     arm_table(entry, metric="balanced_accuracy", extra=("minority_recall", "macro_f1", "accuracy")))
+                     arm_table(entry, "balanced_accuracy", self.alpha, self.seeds))
+            details = arm_details(entry, "balanced_accuracy", ("minority_recall", "macro_f1", "accuracy"))
+            if details:
+                self.add(Heading("Details: minority recall, macro F1, accuracy", 3), details)
 
     def unlabelled(self) -> None:
         """The unlabelled-pool study: the arm table, accuracy against strength t, and sources beside their variations."""
-        import re
-
         entry = self.summary.get("unlabelled")
         if not entry:
             return
@@ -363,18 +348,19 @@ class ReportBuilder:
                       "image, mixed in at the configured share of each batch. t = 0 would be the real image itself (the "
                       "baseline), t = 1 generation from pure noise. Pseudo-labelling uses the same pool directly: the "
                       f"baseline classifier labels the pool images it is sure of (kept: {kept or 'none'})."),
-                 arm_table(entry, extra=("macro_f1",)))
+                 arm_table(entry, alpha=self.alpha, seeds=self.seeds))
         curves: dict[str, dict[float, dict]] = {}
         for arm, metrics in entry["arms"].items():
-            match = re.match(r"(.+) variations t=([0-9.]+) (M=\d+)$", arm)
-            if match:
-                curves.setdefault(f"{match.group(1)} {match.group(3)}", {})[float(match.group(2))] = metrics["accuracy"]
+            fields = entry.get("fields", {}).get(arm, {})
+            if fields.get("group") == "pool" and fields.get("strength") is not None:
+                name = f"{fields['generator']} M={fields.get('per_image')}"
+                curves.setdefault(name, {})[fields["strength"]] = metrics["accuracy"]
         base = entry["arms"].get(entry["baseline"], {}).get("accuracy")
         if curves and base:
             ts = sorted({0.0, *{t for c in curves.values() for t in c}})
             series = {name: [c.get(t, base if t == 0.0 else {"mean": float("nan")}) for t in ts] for name, c in curves.items()}
             path = figures.curve_figure(self.figures / "accuracy-vs-strength.png", ts, series, "strength t (0 = the real image)",
-                                        "test accuracy", "Variations: accuracy vs strength")
+                                        "test accuracy", "Variations: accuracy vs strength", percent=True)
             self.add(Figure(path, "mean test accuracy with 95% CI over seeds; t = 0 is the baseline"))
         grid = self._variation_grid()
         if grid:
@@ -382,18 +368,15 @@ class ReportBuilder:
 
     def _variation_grid(self) -> Path | None:
         """Rows: one labelled image per class, then its first variation at each strength (first seed, first M)."""
-        import re
-
         from synthaug.plots import save_class_grid
         from synthaug.synthetic import read_manifest, read_synthetic
         from synthaug.synthetic.make import generator_data_config
 
         sets = {}
-        for label, per_seed in self.artefacts.get("synthetic", {}).items():
-            match = re.match(r"(.+)-var-t([0-9.]+)-m(\d+)$", label)
-            if match:
-                first = per_seed[sorted(per_seed, key=int)[0]]
-                sets.setdefault(match.group(1), {}).setdefault(int(match.group(3)), {})[float(match.group(2))] = Path(first["dir"])
+        for per_seed in self.artefacts.get("synthetic", {}).values():
+            first = per_seed[sorted(per_seed, key=int)[0]]
+            if first.get("strength") is not None:  # a set of variations at one strength (older runs: no grid)
+                sets.setdefault(first["generator"], {}).setdefault(first["per_image"], {})[first["strength"]] = Path(first["dir"])
         if not sets:
             return None
         name, by_m = next(iter(sets.items()))
@@ -422,12 +405,12 @@ class ReportBuilder:
         if not entry:
             return
         metrics = sorted({m for a in entry["arms"].values() for m in a})
-        first = [m for m in ("cas", "fid", "kid", "precision", "recall", "train_seconds", "health_warnings") if m in metrics]
+        first = ["cas", "fid", "kid", "precision", "recall", "train_seconds", "health_warnings"]
         rest = [m for m in metrics if m.endswith("_std")]
         self.add(Heading("GAN optimisers: Adam vs RMSProp"),
                  Para("CAS: accuracy on the real test set of the classifier trained on synthetic images only. *_std: standard "
                       "deviation of each loss over the second half of training (lower = more stable)."),
-                 Table(["generator", *first, *rest], [[arm, *[_ci(m.get(c), 3) for c in first + rest]] for arm, m in entry["arms"].items()]))
+                 *metric_tables(entry["arms"], first, rest))
 
     def pca(self) -> None:
         files = sorted((self.out / "features").glob("*.npz")) if (self.out / "features").is_dir() else []
@@ -450,13 +433,15 @@ class ReportBuilder:
             rate = sum(i for i, _ in sampled) / max(sum(t for _, t in sampled), 1e-9) if sampled else None
             gain = None
             for arm, t in compare.get("tests", {}).items():
-                if f"+ {name} (" in arm and "accuracy" in t:
+                fields = compare.get("fields", {}).get(arm, {})
+                if fields.get("group") == "generators" and fields.get("generator") == name and "accuracy" in t:
                     gain = t["accuracy"]["mean_diff"]
             minutes = (np.mean(fit) + (np.mean([t for _, t in sampled]) if sampled else 0)) / 60
-            rows.append([name, device, f"{np.mean(fit):.1f}", _fmt(rate, 1), _fmt(gain), _fmt(gain / minutes if gain is not None else None, 4)])
+            rows.append([name, device, f"{np.mean(fit):.1f}", number(rate, 1), points(gain),
+                         number(100 * gain / minutes if gain is not None else None, 3)])
         self.add(Heading("Cost"),
                  Table(["generator", "device", "fit seconds (mean per seed)", "synthetic images/s (incl. filtering)",
-                        "accuracy gain vs baseline", f"gain per {rows[0][1] if rows else 'CPU'}-minute"], rows))
+                        "accuracy gain vs baseline, points", f"points per {rows[0][1] if rows else 'CPU'}-minute"], rows))
 
 
 def build_report(out: str | Path) -> tuple[Path, Path]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -12,20 +12,22 @@ from synthaug.plots import _plt, save_figure
 
 
 def curve_figure(path: Path, xs: Sequence[float], series: dict[str, list[dict]], xlabel: str, ylabel: str, title: str,
-                 logx: bool = False) -> Path:
-    """Mean with a 95 % CI band per series; each point is a summary dict with mean, ci_low, ci_high."""
+                 logx: bool = False, percent: bool = False) -> Path:
+    """Mean with a 95 % CI band per series; each point is a summary dict with mean, ci_low, ci_high. `percent`:
+    the values are shares, drawn as percentages like the report's tables."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
+    scale = 100.0 if percent else 1.0
     for name, points in series.items():
-        mean = np.array([p["mean"] for p in points])
-        lo = np.array([p.get("ci_low", p["mean"]) for p in points], dtype=float)
-        hi = np.array([p.get("ci_high", p["mean"]) for p in points], dtype=float)
+        mean = scale * np.array([p["mean"] for p in points], dtype=float)
+        lo = scale * np.array([p["ci_low"] if p.get("ci_low") is not None else p["mean"] for p in points], dtype=float)
+        hi = scale * np.array([p["ci_high"] if p.get("ci_high") is not None else p["mean"] for p in points], dtype=float)
         ax.plot(xs, mean, marker="o", label=name)
         ax.fill_between(xs, np.nan_to_num(lo, nan=mean), np.nan_to_num(hi, nan=mean), alpha=0.2)
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(f"{ylabel} (%)" if percent else ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -101,4 +103,52 @@ def pca_figure(path: Path, features_file: Path, title: str) -> Path:
     axes[0].set_ylabel("PC2")
     axes[1].legend(markerscale=3, fontsize=7, loc="best")
     fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+VERDICT_COLOURS = {"helps": "#1a7f37", "hurts": "#c62828", "n.s.": "#777777"}
+
+
+def draw_forest(ax: Any, rows: Sequence[Any], group_titles: dict[str, str], metric: str = "accuracy") -> None:
+    """Each arm's difference from the baseline in points with its 95 % CI (a row each, top to bottom), a zero
+    line, a title row per group; significant arms (verdict helps / hurts) filled and coloured, others hollow grey.
+    `rows` are report.answer.ForestRow."""
+    y, ticks, labels, group = 0.0, [], [], None
+    for r in rows:
+        if r.group != group:  # a group title takes a row of its own
+            group = r.group
+            if ticks:
+                y -= 0.4
+            ax.text(0.0, y, group_titles.get(group, group), transform=ax.get_yaxis_transform(), ha="right",
+                    va="center", fontweight="bold", fontsize=9)
+            y -= 1
+        colour = VERDICT_COLOURS[r.verdict]
+        significant = r.verdict != "n.s."
+        mean = 100 * r.mean_diff
+        if r.ci_low is not None and r.ci_high is not None:
+            err = [[mean - 100 * r.ci_low], [100 * r.ci_high - mean]]
+        else:
+            err = None
+        ax.errorbar([mean], [y], xerr=err, fmt="o", color=colour, ecolor=colour, capsize=3, markersize=6,
+                    markerfacecolor=colour if significant else "white", label=r.label)
+        if significant:  # arms without synthetic images are "worse", never "hurts" (as in the tables)
+            word = "worse" if r.group == "classical" and r.verdict == "hurts" else r.verdict
+            ax.annotate(word, (mean, y), xytext=(6, 5), textcoords="offset points", fontsize=7, color=colour)
+        ticks.append(y)
+        labels.append(r.label)
+        y -= 1
+    ax.axvline(0.0, color="black", linewidth=1)
+    ax.margins(x=0.08)  # room for the verdict words at either end
+    ax.set_yticks(ticks, labels, fontsize=8)
+    ax.set_ylim(y + 0.4, 0.6)
+    ax.set_xlabel(f"{metric}: difference from the strong baseline (percentage points, 95% CI)")
+    ax.grid(axis="x", alpha=0.3)
+
+
+def forest_figure(path: Path, rows: Sequence[Any], group_titles: dict[str, str], metric: str = "accuracy") -> Path:
+    plt = _plt()
+    groups = len({r.group for r in rows})
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.28 * (len(rows) + 1.4 * groups)))
+    draw_forest(ax, rows, group_titles, metric)
+    ax.set_title("Each arm vs the strong baseline (filled: significant)", fontsize=10)
     return save_figure(fig, path)

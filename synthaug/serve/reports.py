@@ -9,6 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from synthaug.report.answer import read_answer
 
 REPORT_FILE = "report.html"
 MAX_DEPTH = 3  # runs/demo/report.html is depth 1; runs/studies/cifar/report.html depth 2
@@ -20,9 +23,19 @@ class RunReport:
     path: Path  # its report.html (resolved, inside the root)
     modified: float  # report.html's mtime, seconds since the epoch
 
-    def describe(self) -> dict[str, str]:
+    def describe(self) -> dict[str, Any]:
+        """Name, time, the report's URL, and its answer sentence and forest plot's URL (None for runs whose
+        report predates them)."""
         when = dt.datetime.fromtimestamp(self.modified, dt.timezone.utc).isoformat(timespec="seconds")
-        return {"name": self.name, "modified": when, "report": f"/api/runs/{self.name}/report"}
+        answer = read_answer(self.path.parent)
+        return {"name": self.name, "modified": when, "report": f"/api/runs/{self.name}/report",
+                "answer": answer["answer"] if answer else None,
+                "forest": f"/api/runs/{self.name}/forest.png" if answer and answer["forest"] else None}
+
+    def forest(self) -> Path | None:
+        """The forest plot's PNG, when the report has one inside the run folder."""
+        answer = read_answer(self.path.parent)
+        return answer["forest"] if answer else None
 
 
 def scan_reports(root: str | Path | None) -> dict[str, RunReport]:

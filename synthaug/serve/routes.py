@@ -133,4 +133,13 @@ def report_routes(runs_root: str | None) -> APIRouter:
             raise RequestRefused(404, f"no run named {name!r} with a report; GET /api/runs lists them")
         return HTMLResponse(found[name].path.read_bytes(), headers={"Content-Security-Policy": REPORT_CSP})
 
+    @router.get("/runs/{name:path}/forest.png", response_class=Response)
+    def forest(name: str) -> Response:
+        """A run's forest plot (each arm's difference from the baseline), looked up by run name like its report."""
+        found = scan_reports(runs_root)
+        path = found[name].forest() if name in found else None
+        if path is None:
+            raise RequestRefused(404, f"no run named {name!r} with a forest plot; GET /api/runs lists them")
+        return Response(path.read_bytes(), media_type="image/png")
+
     return router

@@ -155,6 +155,20 @@ async function loadRuns() {
       link.textContent = run.name;
       link.addEventListener("click", (e) => { e.preventDefault(); openReport(run); });
       li.append(link, ` (${run.modified.replace("T", " ").replace("+00:00", " UTC")})`);
+      // the run's answer and forest plot, so the list itself says what each run found
+      if (run.answer) {
+        const answer = document.createElement("p");
+        answer.className = "answer";
+        answer.textContent = run.answer;
+        li.append(answer);
+      }
+      if (run.forest) {
+        const img = document.createElement("img");
+        img.className = "forest";
+        img.src = run.forest;
+        img.alt = `${run.name}: each arm's difference from the baseline`;
+        li.append(img);
+      }
       return li;
     });
     $("runs").replaceChildren(...items);
