@@ -8,7 +8,7 @@ generator fit: summary.json and generator.safetensors), and no process aborted (
 SIGABRT in the output). Every run gets its own seed, so the ranks' timings differ from run to run. Settings
 are tiny (digits, 50 classifier steps, a 20-step cgan with 16-channel networks): the end of a command, where
 the ranks used to part without meeting, is what is tested, not training. Failures keep their output under
---out/failures/; the counts go to --out/counts.json.
+--out/failures/; the counts go to --out/counts.json (rewritten after every round, the commands taking turns).
 """
 
 from __future__ import annotations
@@ -62,22 +62,27 @@ def main() -> int:
     a = p.parse_args()
     out = Path(a.out)
     (out / "failures").mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for name in [c.strip() for c in a.commands.split(",")]:
-        args, must_exist = COMMANDS[name]
-        clean, start = 0, time.perf_counter()
-        for seed in range(a.runs):
+    names = [c.strip() for c in a.commands.split(",")]
+    counts = {name: {"clean": 0, "runs": 0, "seconds": 0.0} for name in names}
+    for seed in range(a.runs):  # the commands take turns, so a loop stopped early still has counts for each
+        for name in names:
+            args, must_exist = COMMANDS[name]
             folder = out / f"{name.replace(' ', '-')}-{seed}"
             shutil.rmtree(folder, ignore_errors=True)
+            start = time.perf_counter()
             ok, why = one_run([*args, "--seed", str(seed)], must_exist, folder, a.timeout)
-            clean += ok
+            seconds = time.perf_counter() - start
+            counts[name]["clean"] += ok
+            counts[name]["runs"] += 1
+            counts[name]["seconds"] = round(counts[name]["seconds"] + seconds, 1)
             if ok:
                 shutil.rmtree(folder)
             else:
                 (out / "failures" / f"{folder.name}.txt").write_text(why)
-            print(f"{name} seed {seed}: {'clean' if ok else 'FAILED: ' + why.splitlines()[0]}", flush=True)
-        counts[name] = {"clean": clean, "runs": a.runs, "seconds": round(time.perf_counter() - start, 1)}
-        print(f"{name}: {clean} of {a.runs} clean exits", flush=True)
+            print(f"{name} seed {seed}: {'clean' if ok else 'FAILED: ' + why.splitlines()[0]} ({seconds:.0f} s)", flush=True)
+        (out / "counts.json").write_text(json.dumps(counts, indent=1))  # after every round: readable while it runs
+    for name, c in counts.items():
+        print(f"{name}: {c['clean']} of {c['runs']} clean exits", flush=True)
     (out / "counts.json").write_text(json.dumps(counts, indent=1))
     print(json.dumps(counts))
     return 0 if all(c["clean"] == c["runs"] for c in counts.values()) else 1
