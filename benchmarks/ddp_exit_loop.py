@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = {  # what to run -> (CLI arguments without --seed/--out, files that must exist after a clean run)
     "train": (["train", "--dataset", "digits", "--model", "small-cnn", "--steps", "50", "--batch-size", "64",
                "--recipe", "none", "--threads", "1", "--no-progress"], ["metrics.json", "model.safetensors"]),
-    "generator fit": (["generator", "fit", "--generator", "cgan", "--dataset", "digits", "--per-class", "20", "--steps", "20",
-                       "--batch-size", "32", "--sample-every", "20", "--set", "g_width=16", "--set", "d_width=16",
+    "generator fit": (["generator", "fit", "--generator", "cgan", "--dataset", "digits", "--per-class", "20",
+                       "--steps", "20", "--batch-size", "32", "--sample-every", "20", "--set", "g_width=16", "--set", "d_width=16",
                        "--set", "standing_stats=2", "--threads", "1", "--no-progress"],
                       ["summary.json", "generator.safetensors"]),
 }
@@ -37,7 +37,8 @@ ABORT_SIGNS = ("terminate called", "SIGABRT", "Signal 6")
 
 def one_run(args: list[str], must_exist: list[str], out: Path, timeout: float) -> tuple[bool, str]:
     """One 2-process torchrun of the CLI into `out`: (clean, why not)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]  # this checkout's synthaug first
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(paths)}
     env.pop("WORLD_SIZE", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "synthaug.cli.main",
            *args, "--out", str(out)]
@@ -57,7 +58,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=50, help="runs of each command")
     p.add_argument("--commands", default="train,generator fit", help="comma-separated: train, generator fit")
-    p.add_argument("--out", default="/tmp/ddp-exit-loop", help="scratch folder (run folders are deleted after each clean run)")
+    p.add_argument("--out", default="/tmp/ddp-exit-loop",
+                   help="scratch folder (run folders are deleted after each clean run)")
     p.add_argument("--timeout", type=float, default=600, help="seconds one run may take")
     a = p.parse_args()
     out = Path(a.out)
@@ -79,7 +81,8 @@ def main() -> int:
                 shutil.rmtree(folder)
             else:
                 (out / "failures" / f"{folder.name}.txt").write_text(why)
-            print(f"{name} seed {seed}: {'clean' if ok else 'FAILED: ' + why.splitlines()[0]} ({seconds:.0f} s)", flush=True)
+            verdict = "clean" if ok else "FAILED: " + why.splitlines()[0]
+            print(f"{name} seed {seed}: {verdict} ({seconds:.0f} s)", flush=True)
         (out / "counts.json").write_text(json.dumps(counts, indent=1))  # after every round: readable while it runs
     for name, c in counts.items():
         print(f"{name}: {c['clean']} of {c['runs']} clean exits", flush=True)

@@ -38,7 +38,8 @@ class StrictRequest(BaseModel):
             unknown = [key for key in data if key not in accepted]
             if unknown:
                 # the client's names go in the context, never into the template (a "{" in a key would be parsed)
-                template = f"unknown field{'s' if len(unknown) > 1 else ''} {{unknown}}: the accepted fields are {{accepted}}"
+                fields = "fields" if len(unknown) > 1 else "field"
+                template = f"unknown {fields} {{unknown}}: the accepted fields are {{accepted}}"
                 raise PydanticCustomError("extra_forbidden", template, {"unknown": ", ".join(map(repr, unknown)),
                                                                         "accepted": ", ".join(accepted)})
         return data
