@@ -1,12 +1,16 @@
-"""torchrun entry point of the data-parallel tests: the synthaug CLI, plus two test hooks.
+"""torchrun entry point of the data-parallel tests: the synthaug CLI, plus test hooks.
 
 - registers the `test-mlp` classifier (tests/helpers.py);
 - with SYNTHAUG_TEST_EXIT_AFTER_CHECKPOINT=1, every process exits abruptly right after the first periodic
-  checkpoint of the classifier or generator loop, as if the job had been killed there.
+  checkpoint of the classifier or generator loop, as if the job had been killed there;
+- with SYNTHAUG_TEST_FAIL_RANK=R, rank R raises at the first periodic checkpoint while the others train on;
+- with SYNTHAUG_TEST_SLOW_LAST_WRITE=S, rank 0 waits S seconds before writing metrics.json / summary.json;
+- with SYNTHAUG_TEST_DONE_DIR=DIR, every rank writes DIR/rankR.done (the time.time() at which the CLI returned).
 """
 
 import os
 import sys
+import time
 
 from helpers import register_test_mlp
 
@@ -26,6 +30,35 @@ if os.environ.get("SYNTHAUG_TEST_EXIT_AFTER_CHECKPOINT") == "1":
     _Session.checkpoint = exiting(_Session.checkpoint)
     GeneratorTrainer.checkpoint = exiting(GeneratorTrainer.checkpoint)
 
+RANK = int(os.environ.get("RANK", "0"))
+
+if os.environ.get("SYNTHAUG_TEST_FAIL_RANK") == str(RANK):
+    from synthaug.generators.loop import GeneratorTrainer
+    from synthaug.training.loop import _Session
+
+    def failing(self):
+        raise RuntimeError(f"test failure on rank {RANK}")
+
+    _Session.checkpoint = failing
+    GeneratorTrainer.checkpoint = failing
+
+if os.environ.get("SYNTHAUG_TEST_SLOW_LAST_WRITE") and RANK == 0:
+    from synthaug.runs import Run
+
+    def slow(original):
+        def write_json(self, name, obj):
+            if name in ("metrics.json", "summary.json"):
+                time.sleep(float(os.environ["SYNTHAUG_TEST_SLOW_LAST_WRITE"]))
+            return original(self, name, obj)
+
+        return write_json
+
+    Run.write_json = slow(Run.write_json)
+
 from synthaug.cli.main import main  # noqa: E402
 
-sys.exit(main(sys.argv[1:]))
+code = main(sys.argv[1:])
+if os.environ.get("SYNTHAUG_TEST_DONE_DIR"):
+    with open(os.path.join(os.environ["SYNTHAUG_TEST_DONE_DIR"], f"rank{RANK}.done"), "w") as f:
+        f.write(repr(time.time()))
+sys.exit(code)

@@ -26,9 +26,12 @@ TESTS = Path(__file__).parent
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
-def torchrun(args: list[str], nproc: int = 2, exit_after_checkpoint: bool = False, timeout: int = 240) -> subprocess.CompletedProcess:
-    """`torchrun --standalone` (rendezvous on 127.0.0.1) of tests/ddp_entry.py with one thread per process."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
+def torchrun(args: list[str], nproc: int = 2, exit_after_checkpoint: bool = False, timeout: int = 240,
+             hooks: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`torchrun --standalone` (rendezvous on 127.0.0.1) of tests/ddp_entry.py with one thread per process;
+    `hooks`: more of ddp_entry.py's SYNTHAUG_TEST_* variables."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)]),
+           **(hooks or {})}
     env.pop("WORLD_SIZE", None)
     if exit_after_checkpoint:
         env["SYNTHAUG_TEST_EXIT_AFTER_CHECKPOINT"] = "1"
@@ -114,6 +117,42 @@ def test_ddp_default_classifier_and_other_generators(tmp_path):
         assert run.returncode == 0, run.stderr[-3000:]
         assert json.loads((out / "summary.json").read_text())["processes"] == 2
         assert (out / "generator.safetensors").exists() and sorted(loss_rows(out)) == [5, 10, 15, 20]
+
+
+TINY_DDP = {  # command -> (arguments of a few seconds' run with a checkpoint at step 10, the file rank 0 writes last)
+    "train": (["train", "--dataset", "digits", "--per-class", "10", "--model", "test-mlp", "--recipe", "plain", "--steps", "20",
+               "--batch-size", "16", "--checkpoint-every", "10", "--threads", "1", "--no-progress"], "metrics.json"),
+    "generator fit": (["generator", "fit", "--generator", "cgan", "--dataset", "digits", "--per-class", "10", "--image-size",
+                       "16", "--steps", "20", "--batch-size", "16", "--sample-every", "20", "--checkpoint-every", "10",
+                       "--set", "g_width=8", "--set", "d_width=8", "--set", "standing_stats=2", "--threads", "1",
+                       "--no-progress"], "summary.json"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(TINY_DDP))
+def test_ddp_ranks_wait_for_rank_0s_last_write_before_leaving(tmp_path, command):
+    """Rank 0 writes its last file 3 s late here: rank 1 must still be in the command then. It used to leave the
+    process group as soon as training ended and could abort on the way out (SIGABRT, issue 28), and torchrun then
+    killed rank 0 before the file was written. benchmarks/ddp_exit_loop.py counts clean exits over many runs."""
+    args, last_file = TINY_DDP[command]
+    out, done = tmp_path / "run", tmp_path / "done"
+    done.mkdir()
+    run = torchrun([*args, "--out", str(out)], hooks={"SYNTHAUG_TEST_SLOW_LAST_WRITE": "3", "SYNTHAUG_TEST_DONE_DIR": str(done)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    written = (out / last_file).stat().st_mtime
+    assert float((done / "rank1.done").read_text()) >= written
+    assert float((done / "rank0.done").read_text()) >= written
+
+
+@pytest.mark.parametrize("command, rank", [("train", 1), ("generator fit", 0)])
+def test_ddp_a_rank_that_fails_fails_the_run_with_its_error(tmp_path, command, rank):
+    """A rank that raises mid-training (its peer is inside a gradient all-reduce) does not wait for the others:
+    torchrun exits non-zero at once, with that rank's error, and the run has no final file."""
+    args, last_file = TINY_DDP[command]
+    run = torchrun([*args, "--out", str(tmp_path / "run")], hooks={"SYNTHAUG_TEST_FAIL_RANK": str(rank)}, timeout=120)
+    assert run.returncode != 0
+    assert f"RuntimeError: test failure on rank {rank}" in run.stderr
+    assert not (tmp_path / "run" / last_file).exists()
 
 
 def test_ddp_replica_check_catches_unsynchronised_weights(tmp_path):

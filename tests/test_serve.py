@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import zipfile
 import zlib
@@ -180,6 +181,37 @@ def test_generate_refuses_unknown_generator_class_and_too_many_images(client):
     assert client.post("/api/generate", json=generate_body(seed=-1)).status_code == 422
 
 
+JSON_ENDPOINTS = {"/api/generate": generate_body(), "/api/generate/zip": generate_body()}  # path -> a valid body
+
+
+def test_every_json_request_body_is_one_of_the_tested_strict_models(client):
+    """Every JSON body in the OpenAPI schema refuses extra fields, and each endpoint taking one is tested below:
+    a new endpoint with a lax model (or an untested one) fails here."""
+    spec = client.get("/openapi.json").json()
+    json_paths = {path for path, methods in spec["paths"].items() for op in methods.values()
+                  if "application/json" in op.get("requestBody", {}).get("content", {})}
+    assert json_paths == set(JSON_ENDPOINTS)
+    for path in json_paths:
+        ref = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert spec["components"]["schemas"][ref.rsplit("/", 1)[1]]["additionalProperties"] is False, path
+
+
+@pytest.mark.parametrize("path", sorted(JSON_ENDPOINTS))
+def test_unknown_json_fields_get_422_naming_them_and_the_accepted_ones(client, path):
+    """`n` for `count` used to be dropped silently (16 images instead of 4): now 422, and nothing is generated."""
+    before = client.get("/api/health").json()["generators"]["cgan"]["requests"]
+    r = client.post(path, json={"generator": "cgan", "class_name": "b", "n": 4, "seed": 1})
+    assert r.status_code == 422
+    (error,) = r.json()["detail"]
+    assert error["type"] == "extra_forbidden"
+    assert error["msg"] == "unknown field 'n': the accepted fields are generator, class_name, count, seed"
+    r = client.post(path, json={**JSON_ENDPOINTS[path], "colour": "red", "{size}": 2})  # a brace is no template
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["msg"].startswith("unknown fields 'colour', '{size}': the accepted fields are generator,")
+    assert client.get("/api/health").json()["generators"]["cgan"]["requests"] == before
+    assert client.post(path, json=JSON_ENDPOINTS[path]).status_code == 200  # the accepted fields alone still work
+
+
 def test_classify_gives_the_models_probabilities_for_the_image_it_saw(client, store, runs):
     data = runs["data_image"].read_bytes()
     result = client.post("/api/classify", files=[("files", ("digit.png", data, "image/png"))]).json()
@@ -224,6 +256,116 @@ def test_oversized_upload_gets_413_whether_announced_or_streamed(runs, store):
         assert r.status_code == 413 and "more than" in r.json()["detail"]
         small = png(np.zeros((16, 16), np.uint8))
         assert c.post("/api/classify", files=[("files", ("ok.png", small, "image/png"))]).status_code == 200
+
+
+class ThreadedServer:
+    """uvicorn serving `app` on a free loopback port from a thread of this process: a real HTTP server, so clients
+    that do not handle early answers (urllib, a raw socket) meet it as they would in production. Its sockets get a
+    fixed 256 kB receive buffer: on loopback Linux lets buffers grow to tens of MB, where an unread body would
+    vanish into the kernel and hide the connection reset that a client across a network sees."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)  # accepted sockets inherit it
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> "ThreadedServer":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+        self.sock.close()
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict]:
+    """One HTTP/1.1 response with a Content-Length from `sock`: (status, JSON body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536) or pytest.fail(f"connection closed before the headers: {data!r}")
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE).group(1))
+    while len(body) < length:
+        body += sock.recv(65536) or pytest.fail("connection closed inside the body")
+    return int(head.split()[1]), json.loads(body[:length])
+
+
+def test_oversized_upload_413_reaches_clients_that_send_the_whole_body_first(runs, store):
+    """urllib and a raw socket write the whole 7 MB body before reading: the server reads it to the end (the limit
+    is 2 MB, the bound 8 MB) and then answers, so they get the 413 and not "connection reset by peer" or a broken
+    pipe. After a drained body the connection stays usable. A body announced beyond the bound is refused unread."""
+    limit = 2 * 2**20
+    body = bytes(7 * 2**20)
+    with ThreadedServer(create_app(config(runs, max_upload_bytes=limit), store)) as server:
+        url = f"http://127.0.0.1:{server.port}"
+        request = urllib.request.Request(f"{url}/api/classify", data=body,
+                                         headers={"Content-Type": "multipart/form-data; boundary=x"})
+        for _ in range(3):
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(request, timeout=30)
+            assert caught.value.code == 413 and "request body is 7 MB, more than the 2 MB limit" in caught.value.read().decode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(b"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n")  # no Content-Length: counted as it arrives
+            for i in range(0, len(body), 65536):
+                sock.sendall(b"%x\r\n%s\r\n" % (65536, body[i:i + 65536]))
+            sock.sendall(b"0\r\n\r\n")
+            status, answer = read_response(sock)
+            assert status == 413 and "more than the 2 MB limit" in answer["detail"]
+            sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")  # same connection: the body was consumed
+            assert read_response(sock) == (200, read_response_json(f"{url}/api/health"))
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(b"POST /api/classify HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (5 * limit))
+            status, answer = read_response(sock)  # answered with no body byte sent: 10 MB is past the bound
+            assert status == 413 and "request body is 10 MB" in answer["detail"]
+
+
+def read_response_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+@pytest.mark.parametrize("announced", [True, False])
+def test_a_refused_body_is_read_one_chunk_at_a_time_not_kept(announced):
+    """Draining 40 MB past a 10 MB limit: every chunk is read (so a client can read the 413), the app is never
+    called, and memory stays bounded: about a chunk when Content-Length announced the size, else the 10 MB kept
+    until the limit was passed (as for any accepted body) and a chunk, never the 40 MB."""
+    import tracemalloc
+
+    from synthaug.serve.limits import LimitsMiddleware
+
+    chunk_bytes, chunks, limit = 2**20, 40, 10 * 2**20
+    state = {"sent": 0, "answer": []}
+
+    async def receive():
+        state["sent"] += 1
+        return {"type": "http.request", "body": bytes(chunk_bytes), "more_body": state["sent"] < chunks}
+
+    async def send(message):
+        state["answer"].append(message)
+
+    async def app(scope, receive, send):
+        raise AssertionError("a refused request reached the app")
+
+    headers = [(b"content-length", str(chunks * chunk_bytes).encode())] if announced else []
+    tracemalloc.start()
+    try:
+        asyncio.run(LimitsMiddleware(app, max_body=limit, timeout_s=30)({"type": "http", "headers": headers}, receive, send))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert state["sent"] == chunks and state["answer"][0]["status"] == 413
+    assert peak < (0 if announced else limit) + 3 * chunk_bytes, f"peak {peak / 2**20:.1f} MB while discarding"
 
 
 def bomb_png(width: int, height: int) -> bytes:

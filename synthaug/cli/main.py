@@ -55,10 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    code = 1  # what the finally below sees when the command raised
     try:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun: join the process group first
             _setup_distributed(args)
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        return code
     except KeyboardInterrupt:
         print("interrupted; re-run with --resume to continue from the last checkpoint", file=sys.stderr)
         return 130
@@ -69,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise
-    finally:
+    finally:  # under torchrun: every rank waits here until all are done (rank 0's writes included), unless one failed
         if "synthaug.training.distributed" in sys.modules:
-            sys.modules["synthaug.training.distributed"].shutdown()
+            sys.modules["synthaug.training.distributed"].shutdown(succeeded=code == 0)
 
 
 def _setup_distributed(args: argparse.Namespace) -> None:

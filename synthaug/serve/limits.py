@@ -44,10 +44,18 @@ class LimitsMiddleware:
 
     The body is read here, up to the limit, before the framework parses anything: a huge upload is refused
     after max_body bytes whatever its Content-Length says, and a slow one runs into the same timeout.
+
+    A refused body is still read to its end and thrown away, one chunk at a time, up to `discard_factor` x max_body
+    in all, before the 413 goes out. Most clients (urllib, requests; any without `Expect: 100-continue`) send the
+    whole body before they read the answer, and a server that answers and closes with their bytes unread resets
+    the connection: they would see "connection reset" instead of the 413. Refused at once, without reading: a body
+    announced beyond that bound (reading it is not worth it; the client may see the reset), and one whose client
+    sent `Expect: 100-continue` (it waits for an answer before it sends the body, as curl does).
     """
 
-    def __init__(self, app: ASGIApp, max_body: int, timeout_s: float) -> None:
+    def __init__(self, app: ASGIApp, max_body: int, timeout_s: float, discard_factor: int = 4) -> None:
         self.app, self.max_body, self.timeout_s = app, max_body, timeout_s
+        self.discard_bytes = discard_factor * max_body  # the most a refused request's body is read for
 
     def _too_large(self, size: str) -> str:
         return (f"request body is {size}, more than the {self.max_body / 2**20:.3g} MB limit; send a smaller image "
@@ -57,11 +65,15 @@ class LimitsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            await _send_json(send, 413, self._too_large(f"{int(declared) / 2**20:.3g} MB"))
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        declared_size = int(declared) if declared is not None and declared.isdigit() else None
+        if declared_size is not None and declared_size > self.max_body and (
+                declared_size > self.discard_bytes or headers.get(b"expect", b"").lower() == b"100-continue"):
+            await _send_json(send, 413, self._too_large(f"{declared_size / 2**20:.3g} MB"))
             return
         started = False
+        refusal: list[str] = []  # the 413's text once the body is known to be too large (a timeout then still says so)
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
@@ -69,24 +81,36 @@ class LimitsMiddleware:
             await send(message)
 
         try:
-            await asyncio.wait_for(self._handle(scope, receive, tracking_send), self.timeout_s)
+            await asyncio.wait_for(self._handle(scope, receive, tracking_send, declared_size, refusal), self.timeout_s)
         except asyncio.TimeoutError:
-            if not started:
+            if not started and refusal:
+                await _send_json(send, 413, refusal[0])
+            elif not started:
                 await _send_json(send, 504, f"request took longer than {self.timeout_s:g} s; ask for fewer images, "
                                             "retry later, or start the server with a larger --request-timeout")
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, declared_size: int | None,
+                      refusal: list[str]) -> None:
+        if declared_size is not None and declared_size > self.max_body:
+            refusal.append(self._too_large(f"{declared_size / 2**20:.3g} MB"))
+            if await self._discard(receive, 0):
+                await _send_json(send, 413, refusal[0])
+            return
         chunks, size = [], 0
         while True:
             message = await receive()
             if message["type"] != "http.request":  # the client went away
                 return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
+            chunk, more = message.get("body", b""), message.get("more_body", False)
+            size += len(chunk)
             if size > self.max_body:
-                await _send_json(send, 413, self._too_large("more than that"))
+                refusal.append(self._too_large("more than that"))
+                chunks.clear()  # from here on the body is only counted, never kept
+                if not more or await self._discard(receive, size):
+                    await _send_json(send, 413, refusal[0])
                 return
-            if not message.get("more_body", False):
+            chunks.append(chunk)
+            if not more:
                 break
         body, replayed = b"".join(chunks), False
 
@@ -98,6 +122,18 @@ class LimitsMiddleware:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+    async def _discard(self, receive: Receive, received: int) -> bool:
+        """Read the rest of a refused body and drop each chunk as it comes, until its end or discard_bytes in all
+        (the server reads no further than that either way). False when the client went away."""
+        while received <= self.discard_bytes:
+            message = await receive()
+            if message["type"] != "http.request":
+                return False
+            received += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        return True
 
 
 class Gate:

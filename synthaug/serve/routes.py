@@ -8,7 +8,8 @@ from typing import Any
 
 from fastapi import APIRouter, File, UploadFile
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from synthaug import __version__
 from synthaug.serve.images import data_url, png_bytes, png_zip
@@ -22,7 +23,29 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'u
 REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox"  # a report runs no script
 
 
-class GenerateRequest(BaseModel):
+class StrictRequest(BaseModel):
+    """A JSON request body that refuses fields it does not know: a misspelt `"n": 4` would otherwise be dropped and
+    the default `count` used without a word. Every JSON request model of the API derives from this."""
+
+    model_config = ConfigDict(extra="forbid")  # also in the OpenAPI schema: additionalProperties false
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_fields(cls, data: Any) -> Any:
+        # pydantic's own extra="forbid" error says "Extra inputs are not permitted" without the accepted names
+        if isinstance(data, dict):
+            accepted = [f.alias or name for name, f in cls.model_fields.items()]
+            unknown = [key for key in data if key not in accepted]
+            if unknown:
+                # the client's names go in the context, never into the template (a "{" in a key would be parsed)
+                fields = "fields" if len(unknown) > 1 else "field"
+                template = f"unknown {fields} {{unknown}}: the accepted fields are {{accepted}}"
+                raise PydanticCustomError("extra_forbidden", template, {"unknown": ", ".join(map(repr, unknown)),
+                                                                        "accepted": ", ".join(accepted)})
+        return data
+
+
+class GenerateRequest(StrictRequest):
     generator: str = Field(description="a generator name from GET /api/generators")
     class_name: str = Field(description="one of that generator's class names")
     count: int = Field(16, ge=1, description="images to generate (at most the server's max_generate_images)")

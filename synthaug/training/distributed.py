@@ -202,13 +202,23 @@ def setup(timeout_minutes: float = 30.0) -> DistContext:
     return _CONTEXT
 
 
-def shutdown() -> None:
-    """Leave the process group (at the end of a command)."""
+def shutdown(succeeded: bool = True) -> None:
+    """Leave the process group at the end of a command.
+
+    After a command that succeeded, the ranks meet at a barrier first. Rank 0 still tests the model and writes the
+    run folder (metrics.json, summary.json) when the others have nothing left to do, and a rank that tore down its
+    side of the group and exited meanwhile could abort in gloo ("terminate called without an active exception",
+    SIGABRT): torchrun then killed rank 0 before its last files were written. The wait is bounded by the process
+    group's timeout (30 minutes). After a failure the ranks do not meet: the failing rank leaves at once, so torchrun
+    reports its error and stops the others (which may be inside a collective a barrier would not match).
+    """
     global _CONTEXT
     if _CONTEXT is not None and _CONTEXT.enabled:
         import torch.distributed as dist
 
         if dist.is_initialized():
+            if succeeded:
+                dist.barrier()
             dist.destroy_process_group()
     _CONTEXT = None
 

@@ -16,7 +16,9 @@ async function api(path, options = {}) {
     try {
       const body = await response.json();
       if (typeof body.detail === "string") detail = body.detail;
-      else if (Array.isArray(body.detail)) detail = body.detail.map((d) => `${d.loc.slice(1).join(".")}: ${d.msg}`).join("; ");
+      else if (Array.isArray(body.detail)) {  // FastAPI's 422: a field's errors name it; a whole-body error has no field
+        detail = body.detail.map((d) => (d.loc.length > 1 ? `${d.loc.slice(1).join(".")}: ${d.msg}` : d.msg)).join("; ");
+      }
     } catch (_) { /* not JSON: keep the status line */ }
     const error = new Error(detail);
     error.status = response.status;
