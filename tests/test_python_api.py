@@ -10,7 +10,7 @@ import torch
 
 import synthaug
 from synthaug.data import ImageDataset
-from synthaug.training.config import RECIPES, TrainConfig
+from synthaug.training.config import RECIPES, TrainConfig, fit_to_data
 
 DOC = Path(__file__).parent.parent / "docs" / "python-api.md"
 
@@ -83,7 +83,11 @@ def test_each_recipe_resolves_to_its_documented_settings_and_flags_override():
     for name, settings in RECIPES.items():
         cfg = TrainConfig(recipe=name)
         assert cfg.augment == settings["augment"] and cfg.tta_flip == settings["tta_flip"]
-    assert TrainConfig().recipe == "strong" and TrainConfig().augment == RECIPES["strong"]["augment"]
+    # the default recipe is `auto`, fixed by the data: strong for 20 labelled images per class (training.config)
+    assert TrainConfig().recipe == "auto" and TrainConfig().augment is None
+    twenty = ImageDataset(torch.zeros(40, 1, 28, 28, dtype=torch.uint8), torch.arange(40) % 2, ["a", "b"],
+                          provenance={"hflip": True})
+    assert fit_to_data(TrainConfig(), twenty).augment == RECIPES["strong"]["augment"]
     explicit = TrainConfig(recipe="strong", augment=["crop"], tta_flip=False)
     assert explicit.augment == ["crop"] and explicit.tta_flip is False
 
@@ -103,7 +107,9 @@ def test_train_cli_writes_the_resolved_recipe_and_schedule(tmp_path):
     assert main(["train", "--dataset", "digits", "--per-class", "5", "--recipe", "plain", "--min-steps", "20",
                  "--batch-size", "16", "--no-progress", "--out", str(out)]) == 0
     train = json.loads((out / "config.json").read_text())["train"]
-    assert train["recipe"] == "plain" and train["augment"] == ["flip", "crop"] and train["tta_flip"] is False
+    # digits must not be mirrored: the recipe's flip is dropped, and the resolved config says why
+    assert train["recipe"] == "plain" and train["augment"] == ["crop"] and train["tta_flip"] is False
+    assert any("flip dropped" in note for note in train["recipe_notes"])
     assert train["steps"] == 20  # max(min_steps 20, 5 epochs x 50 images / 16 = 16)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["training"]["steps"] == 20
