@@ -15,6 +15,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from synthaug.training.augment import random_erasing, random_flip, random_translate
+from synthaug.training.batch_augment import RANDAUGMENT, BatchAutoAugment
+from synthaug.training.sampler import ShuffledStream
+
 
 def pseudo_labels(logits_weak: torch.Tensor, threshold: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(hard labels, mask) from the weak view's logits: the arg-max class, kept where its probability reaches the
@@ -73,9 +77,6 @@ class UnlabelledStream:
     then a cutout). Its order and thresholds are part of the checkpoint, so a resumed run continues exactly."""
 
     def __init__(self, pool: torch.Tensor, cfg, generator: torch.Generator, num_classes: int, flip: bool) -> None:
-        from synthaug.training.batch_augment import RANDAUGMENT, BatchAutoAugment
-        from synthaug.training.sampler import ShuffledStream
-
         if len(pool) == 0:
             raise ValueError("consistency training needs a non-empty unlabelled pool")
         self.pool, self.cfg, self.g, self.flip = pool, cfg, generator, flip
@@ -87,8 +88,6 @@ class UnlabelledStream:
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(weak, strong) float views in [0, 1] of the next `ratio` x batch pool images."""
-        from synthaug.training.augment import random_erasing, random_flip, random_translate
-
         images = self.pool[self.order.take(self.count).to(self.pool.device)]
         weak = images.float().div_(255.0)
         if self.flip:
