@@ -81,12 +81,13 @@ def register_test_mlp() -> None:
 
 
 class KillAfterCheckpoint:
-    """Wraps an experiment StepTask: the first time it runs (no `marker` file yet), its worker process is killed
-    with SIGKILL right after the classifier loop's first checkpoint, as an out-of-memory kill or a lost node would."""
+    """Wraps an experiment unit: the first time it runs (no `marker` file yet), its worker process is killed with
+    SIGKILL right after the classifier loop's first checkpoint, as an out-of-memory kill or a lost node would; the
+    marker then holds the folder of the run that was killed."""
 
     def __init__(self, task, marker: str) -> None:
         self.task, self.marker = task, marker
-        self.kind, self.folder, self.threads = task.kind, task.folder, None
+        self.name, self.threads = task.name, None
 
     def __call__(self):
         import os
@@ -102,6 +103,7 @@ class KillAfterCheckpoint:
 
             def checkpoint(session):
                 original(session)
+                Path(self.marker).write_text(str(session.run.path))
                 os.kill(os.getpid(), signal.SIGKILL)
 
             _Session.checkpoint = checkpoint

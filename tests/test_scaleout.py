@@ -228,6 +228,92 @@ def test_world_size_that_does_not_divide_the_batch_is_a_clear_error(tmp_path, mo
     assert "`synthaug run` runs in one process, but torchrun started 2" in capsys.readouterr().err
 
 
+# --- claiming step folders -------------------------------------------------------------------------------
+
+def trivial_step(root: str, name: str, runs: str) -> dict:
+    """A step as the experiment's steps are written (claim, run, finish); every run appends a line to `runs`."""
+    import time
+
+    from synthaug.experiments.steps import StepCache
+
+    cache = StepCache(root, verbose=False)
+    cache.log_file = None
+    folder = cache.folder("trivial", name, name)
+    with cache.claim(folder, poll=0.02) as info:
+        if info is not None:
+            return info
+        with open(runs, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(0.02)  # long enough for the other worker to find the folder taken
+        return cache.finish(folder, {"by": os.getpid()})
+
+
+def _race(root, name, runs, barrier):
+    barrier.wait()
+    return trivial_step(root, name, runs)
+
+
+@pytest.mark.parametrize("workers", ["threads", "processes"])
+def test_workers_racing_for_a_step_folder_run_it_once(tmp_path, workers):
+    """Two workers that reach the same unfinished step at the same moment (20 times over: races show up one run
+    in a few): one runs it, the other waits for its done.json and gets the same result."""
+    import multiprocessing
+    import threading
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    if workers == "threads":
+        pool, barrier = ThreadPoolExecutor(2), threading.Barrier(2)
+    else:
+        context = multiprocessing.get_context("fork")
+        pool, barrier = ProcessPoolExecutor(2, mp_context=context), context.Manager().Barrier(2)
+    with pool:
+        for i in range(20):
+            runs = tmp_path / f"runs-{i}.txt"
+            results = [f.result() for f in [pool.submit(_race, str(tmp_path), f"step{i}", str(runs), barrier)
+                                            for _ in range(2)]]
+            assert len(runs.read_text().splitlines()) == 1, f"iteration {i}: the step ran twice"
+            assert results[0] == results[1] == {"by": int(runs.read_text())}
+    assert not list((tmp_path / "cache" / "trivial").glob("*.lock.*"))  # every lock given back
+
+
+def test_a_lock_left_by_a_dead_worker_is_taken_over_and_a_live_one_waited_for(tmp_path):
+    """A worker killed mid-step leaves its lock: the next worker on this machine sees the process is gone and runs
+    the step (the next lock generation); a lock whose holder is alive is waited for; a failed step is released."""
+    import threading
+    import time
+
+    from synthaug.experiments import claim
+    from synthaug.experiments.steps import StepCache
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    cache = StepCache(tmp_path, verbose=False)
+    folder = cache.folder("trivial", "killed", "killed")
+    folder.parent.mkdir(parents=True)
+    (folder.parent / f"{folder.name}.lock.0").write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": int(dead.stdout), "machine": claim._machine()}))
+    runs = tmp_path / "runs.txt"
+    assert trivial_step(str(tmp_path), "killed", str(runs)) == {"by": os.getpid()}
+    assert not list(folder.parent.glob("*.lock.*"))
+
+    other = claim.FolderLock(cache.folder("trivial", "held", "held"))  # held by a live worker (a thread of this process)
+    assert other.acquire() and not claim.FolderLock(other.folder).acquire()
+    threading.Timer(0.3, lambda: (cache.finish(other.folder, {"by": "other"}), other.release())).start()
+    start = time.perf_counter()
+    assert trivial_step(str(tmp_path), "held", str(runs)) == {"by": "other"}
+    assert time.perf_counter() - start >= 0.25 and len(runs.read_text().splitlines()) == 1
+
+    with pytest.raises(RuntimeError), cache.claim(cache.folder("trivial", "fails", 0)):
+        raise RuntimeError("the step failed")
+    assert claim.FolderLock(cache.folder("trivial", "fails", 0)).acquire()  # free for a retry
+
+    far = cache.folder("trivial", "remote", 0)  # another machine's lock: alive while its heartbeat is fresh
+    lock = far.parent / f"{far.name}.lock.0"
+    lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "machine": "elsewhere/ns"}))
+    assert not claim.FolderLock(far).acquire()
+    os.utime(lock, (time.time() - claim.STALE - 1,) * 2)
+    assert claim.FolderLock(far).acquire() and (far.parent / f"{far.name}.lock.1").exists()
+
+
 # --- experiments on executors ----------------------------------------------------------------------------
 
 def grid_config(**overrides):
@@ -267,25 +353,25 @@ def test_dask_local_cluster_writes_the_rows_of_a_sequential_run(sequential_grid,
     summary = run_experiment(grid_config(), tmp_path, report=False, executor=executor)
     assert rows(tmp_path) == rows(sequential_grid)
     meta = summary["_meta"]
-    assert meta["executor"]["slots"] == 2 and meta["executor"]["steps_run_after"] == 0  # the planner found every step
-    assert meta["steps_ran"] == meta["executor"]["tasks_run"] > 10
+    assert meta["executor"]["slots"] == 2 and meta["executor"]["steps_run_after"] == 0  # the units ran every step
+    assert meta["steps_ran"] == meta["executor"]["steps_ran"] > 10
 
 
 class KillingExecutor:
-    """Wraps an executor: the first final (not tuning) classifier run it is given kills its worker right after
-    that run's first checkpoint."""
+    """Wraps an executor: the first unit it is given kills its worker right after the first checkpoint of a
+    classifier run (the marker file then names that run's folder)."""
 
     def __init__(self, inner, marker: Path) -> None:
         self.inner, self.marker, self.killed = inner, marker, None
         self.slots, self.name = inner.slots, inner.name
 
-    def submit(self, task):
-        if self.killed is None and task.kind == "classifier" and "tune" not in task.name:
+    def submit(self, unit):
+        if self.killed is None:
             from helpers import KillAfterCheckpoint
 
-            self.killed = task.folder
-            return self.inner.submit(KillAfterCheckpoint(task, str(self.marker)))
-        return self.inner.submit(task)
+            self.killed = unit.name
+            return self.inner.submit(KillAfterCheckpoint(unit, str(self.marker)))
+        return self.inner.submit(unit)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -294,8 +380,9 @@ class KillingExecutor:
 def test_local_executor_redoes_a_killed_task_never_a_finished_one_and_writes_the_sequential_rows(
         sequential_grid, tmp_path, monkeypatch):
     """A run interrupted in this process leaves finished steps, which the executor run (2 local worker
-    processes) must not repeat. One of its tasks has its worker killed (SIGKILL) after a checkpoint: that
-    task runs again, resuming from the checkpoint, and the results are those of the sequential run."""
+    processes) must not repeat. One of its units has its worker killed (SIGKILL) after a classifier checkpoint:
+    the unit runs again, the step's lock is seen to be stale and the step resumes from the checkpoint, and the
+    results are those of the sequential run."""
     from synthaug.experiments import run_experiment
     from synthaug.experiments.executors import LocalExecutor
     from synthaug.training import classify
@@ -312,14 +399,15 @@ def test_local_executor_redoes_a_killed_task_never_a_finished_one_and_writes_the
     executor = KillingExecutor(LocalExecutor(workers=2), tmp_path / "killed.marker")
     summary = run_experiment(grid_config(), tmp_path, report=False, executor=executor)
     assert rows(tmp_path) == rows(sequential_grid)
-    killed = Path(executor.killed)
-    assert (tmp_path / "killed.marker").exists()
-    assert "resumed from" in (killed / "log.txt").read_text()  # the redone task went on from its checkpoint
-    assert str(killed) in summary["_meta"]["executor"]["failures"]
+    killed = Path((tmp_path / "killed.marker").read_text())
+    assert killed.parent.name == "classifiers" and "tune" not in killed.name  # the first final arm of seed 0
+    assert "resumed from" in (killed / "log.txt").read_text()  # the redone step went on from its checkpoint
+    assert executor.killed in summary["_meta"]["executor"]["failures"]
     for folder, mtime in finished_before.items():
         assert (folder / "done.json").stat().st_mtime_ns == mtime, folder  # never repeated
     meta = summary["_meta"]
-    assert meta["steps_ran"] == meta["executor"]["tasks_run"] and meta["executor"]["steps_run_after"] == 0
+    assert meta["steps_ran"] == meta["executor"]["steps_ran"] and meta["executor"]["steps_run_after"] == 0
+    assert not list((tmp_path / "cache").rglob("*.lock.*"))  # the dead worker's lock was taken over, then given back
     log = (tmp_path / "log.txt").read_text()
     assert len({line.split("(pid ")[1] for line in log.splitlines() if " finished " in line}) >= 2  # 2+ worker processes
 
@@ -335,9 +423,9 @@ def test_run_cli_executor_flags(sequential_grid, tmp_path):
     assert main(["run", str(tmp_path / "grid.yaml"), "--out", str(sequential_grid), "--no-report", "--executor", "local",
                  "--workers", "2", "--threads", "1", "--retries", "0"]) == 0
     meta = json.loads((sequential_grid / "summary.json").read_text())["_meta"]
-    assert meta["executor"] | {"seconds": 0, "planning_seconds": 0} == {
-        "executor": "local", "workers": 2, "threads_per_worker": 1, "tasks_run": 0, "failures": {}, "seconds": 0,
-        "planning_seconds": 0, "planning_passes": 1, "steps_run_after": 0}
+    assert meta["executor"] | {"seconds": 0, "busy": 0} == {
+        "executor": "local", "workers": 2, "threads_per_worker": 1, "units": 4, "steps_ran": 0, "failures": {},
+        "seconds": 0, "busy": 0, "steps_run_after": 0}
     assert meta["steps_ran"] == 0 and meta["steps_reused"] > 20 and rows(sequential_grid) == before
 
 
@@ -359,7 +447,7 @@ def test_executor_bad_input_is_a_clear_error(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_every_kind_plans_and_runs_on_an_executor_with_the_sequential_rows(tiny_run, tmp_path):
+def test_every_kind_runs_on_an_executor_with_the_sequential_rows(tiny_run, tmp_path):
     """compare, p-real, transfer, data-efficiency, optimizers and imbalance (the conftest's tiny experiment), and
     the unlabelled kind, each on 2 local workers: the rows of the sequential run, no step left to the final pass."""
     from synthaug.experiments import run_experiment

@@ -6,7 +6,7 @@ import logging
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +14,6 @@ from synthaug.data import DataConfig, DatasetError, DatasetSplits, ImageDataset,
 from synthaug.experiments import steps
 from synthaug.experiments.arms import Arm
 from synthaug.experiments.config import ExperimentConfig, GeneratorSpec
-from synthaug.experiments.tasks import Pending, PendingConfig, PendingDataset, is_pending
 from synthaug.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -25,9 +24,13 @@ HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "macro_precision", "macro_r
 class Experiment:
     """Runs the steps the experiment kinds ask for and collects rows (experiment, arm, seed, metric, value)."""
 
-    def __init__(self, cfg: ExperimentConfig, out: str | Path) -> None:
+    def __init__(self, cfg: ExperimentConfig, out: str | Path, seeds: list[int] | None = None,
+                 generators: list[str] | None = None) -> None:
         self.cfg = cfg
         self.out = Path(out)
+        # what the kinds run: every seed and generator of the config, or one unit's share of them (experiments.parallel)
+        self.seeds = list(cfg.seeds if seeds is None else seeds)
+        self.generators = [g for g in cfg.generators if generators is None or g.name in generators]
         self.cache = steps.StepCache(self.out)
         self.rows: list[dict[str, Any]] = []
         self.artefacts: dict[str, Any] = {"confusion": {}, "generators": {}, "synthetic": {}, "costs": {}}
@@ -37,11 +40,6 @@ class Experiment:
         self.evaluator_features: dict[str, np.ndarray] = {}  # its features of the real test set, computed once
         self.view: str = cfg.compare_at[0]  # equal_steps or tuned: how arms get their training budget (runner sets it)
         self._baseline_label: dict[int, str] = {}  # id(splits) -> label of the baseline trained on them
-        # planning (experiments.parallel): the kinds run to collect the steps they need; results not there yet are
-        # placeholders (experiments.tasks), and nothing is recorded
-        self.planning = False
-        self._synthetic_sets: dict[Path, ImageDataset] = {}  # planning: finished sets, read once
-        self._once: dict[Any, Any] = {}  # results of Experiment.once
 
     # --- data ---------------------------------------------------------------------------------------
     def _resolve_data(self) -> tuple[DataConfig, str | None]:
@@ -84,36 +82,24 @@ class Experiment:
         if self.view == "equal_steps":
             chosen = self.tuned(replace(self.cfg.classifier, seed=seed, device=self.cfg.device, progress=False), splits,
                                 self._baseline_label.get(id(splits), "baseline"))
-            if is_pending(chosen):
-                return chosen
             return replace(c, steps=chosen.steps, lr=chosen.lr)
         return self.tuned(c, splits, label, synthetic, p_real)
 
     def tuned(self, c: TrainConfig, splits: DatasetSplits, label: str, synthetic: ImageDataset | None = None,
-              p_real: float | None = None) -> TrainConfig | PendingConfig:
-        """`c` with steps (and lr) chosen on validation folds of the labelled images; every trial is a cached step.
-        While planning, trials not finished yet make the choice a PendingConfig."""
+              p_real: float | None = None) -> TrainConfig:
+        """`c` with steps (and lr) chosen on validation folds of the labelled images; every trial is a cached step."""
         import json
 
         from synthaug.training.tune import tune_steps
 
-        unfinished = []
-
         def score(trial: TrainConfig, train: ImageDataset, val: ImageDataset) -> tuple[float, list[dict[str, Any]]]:
             folder, metrics = steps.train_classifier(self.cache, f"{label}-tune", DatasetSplits(train, val, val), trial,
                                                      synthetic=synthetic, p_real=p_real)
-            if isinstance(metrics, Pending):  # planning: requested, not run yet
-                unfinished.append(folder)
-                return 0.0, []
             rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
             return metrics["accuracy"], [r for r in rows if "val_accuracy" in r] if trial.eval_every else []
 
-        if is_pending(synthetic):  # the trials need its images (and the default grid its size)
-            return PendingConfig()
         adds = len(synthetic) if synthetic is not None and p_real is None else 0
         chosen, result = tune_steps(c, splits.train, score, train_size=len(splits.train) + adds)
-        if unfinished:
-            return PendingConfig()
         self.artefacts.setdefault("tuning", {}).setdefault(label, {})[str(c.seed)] = result.as_dict()
         return chosen
 
@@ -142,8 +128,6 @@ class Experiment:
             return steps.train_classifier(self.cache, label, splits, cfg, synthetic=synthetic, p_real=share, test_sets=test_sets)
         # two stages: tuning them jointly is not implemented, so this arm gets the baseline's budget in every view
         budget = self.arm_cfg(seed, splits, self._baseline_label.get(id(splits), "baseline"))
-        if is_pending(budget):
-            return None, Pending()
         cfg = replace(base, steps=budget.steps, lr=budget.lr, seed=seed, device=self.cfg.device, progress=False)
         finetune = max(1, round(cfg.steps * mix.finetune_fraction))
         pre_dir, _ = steps.train_classifier(self.cache, f"{label}-pretrain", splits, replace(cfg, steps=cfg.steps - finetune),
@@ -170,30 +154,12 @@ class Experiment:
         folder, info = steps.make_synthetic_set(self.cache, generator_dir, self.cfg.synthetic,
                                                 seed if sample_seed is None else sample_seed, self.cfg.device,
                                                 splits.train, counts=counts, per_class=per_class, variations=variations)
-        if self.planning:
-            if self.cache.done(folder) is None:
-                return PendingDataset(folder)  # type: ignore[return-value]
-            if folder not in self._synthetic_sets:
-                self._synthetic_sets[folder] = read_synthetic(folder)
-            return self._synthetic_sets[folder]
         ds = read_synthetic(folder)
         entry = self.artefacts["synthetic"].setdefault(label or spec.name, {})
         made = {"generator": spec.name, **({"strength": variations["strengths"][0], "per_image": variations["per_image"]}
                                            if variations and len(variations["strengths"]) == 1 else {})}
         entry.setdefault(str(seed), {"dir": str(folder), "images": len(ds), **info, **made})
         return ds
-
-    # --- planning ---------------------------------------------------------------------------------------
-    def finished(self, folder: Path | None) -> bool:
-        """Whether a step's folder can be read: always when running, only once finished while planning."""
-        return not self.planning or self.cache.done(folder) is not None
-
-    def once(self, key: Any, make: Callable[[], Any]) -> Any:
-        """make() the first time `key` is asked for in this experiment, the same result after (for work done outside
-        the cached steps, such as pseudo-labelling a pool, which every planning pass would otherwise repeat)."""
-        if key not in self._once:
-            self._once[key] = make()
-        return self._once[key]
 
     # --- results ---------------------------------------------------------------------------------------
     @property
@@ -206,8 +172,6 @@ class Experiment:
 
     def record(self, experiment: str, arm: Arm, seed: int, metrics: dict[str, Any], prefix: str = "") -> None:
         """Tidy rows from a classification-metrics dict (headline figures, recall per class, training steps)."""
-        if self.planning:
-            return
         steps_used = metrics.get("training", {}).get("total_steps")
         if steps_used is not None and not prefix:
             self.add_row(experiment, arm, seed, "steps", steps_used)
@@ -220,16 +184,12 @@ class Experiment:
 
     def add_row(self, experiment: str, arm: Arm, seed: int, metric: str, value: float) -> None:
         """One tidy row, with the arm's structured fields (and the budget view the classifier trained under)."""
-        if self.planning:
-            return
         view = None if experiment in VIEWLESS else self.view
         self.rows.append({"experiment": self.experiment_name(experiment), "arm": arm.name, "seed": seed, "metric": metric,
                           "value": float(value), **arm.fields(view)})
 
     def keep_confusion(self, experiment: str, arm: Arm, metrics: dict[str, Any]) -> None:
         """Sum confusion matrices over seeds, per (experiment, arm), for the report."""
-        if self.planning:
-            return
         store = self.artefacts["confusion"].setdefault(self.experiment_name(experiment), {})
         cm = np.asarray(metrics["confusion_matrix"])
         store[arm.name] = (np.asarray(store[arm.name]) + cm).tolist() if arm.name in store else cm.tolist()

@@ -1,15 +1,15 @@
-"""Executors: where an experiment's step tasks run. One small interface, three engines.
+"""Executors: where an experiment's units run. One small interface, three engines.
 
 - `local`: worker processes on this machine (concurrent.futures, spawned; each with its share of the cores);
 - `dask`: a Dask cluster, either a running scheduler (`--scheduler tcp://host:8786`) or a LocalCluster
   bound to 127.0.0.1;
 - `slurm`: one Slurm job per task through submitit.
 
-An executor only decides where a task runs. What runs, and in which order, is the planner's business
-(experiments.parallel), and the step cache is the single source of truth: a task fills one cache folder,
-so a task that fails or whose worker is killed is simply run again (it resumes from its checkpoint), and a
-finished one is never repeated. Workers on other machines need the same synthaug version, the data and the
-experiment's output folder on a shared file system.
+An executor only decides where a task (a unit of the experiment, experiments.parallel: any picklable callable
+with a `threads` attribute) runs. The step cache is the single source of truth: a unit fills cache folders,
+each claimed by a lock file, so a unit that fails or whose worker is killed is simply run again (its steps
+resume from their checkpoints), and a finished step is never repeated. Workers on other machines need the same
+synthaug version, the data and the experiment's output folder on a shared file system.
 """
 
 from __future__ import annotations
@@ -20,20 +20,18 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from synthaug.experiments.tasks import StepTask
+from typing import Any, Callable, Literal
 
 EXECUTORS = ("local", "dask", "slurm")
 
 
 class ExecutorError(RuntimeError):
-    """An executor cannot start or a step failed for good: the message says which and what to do."""
+    """An executor cannot start or a unit failed for good: the message says which and what to do."""
 
 
 @dataclass
 class ExecutorConfig:
-    """`synthaug run --executor ...`: where the experiment's steps run (no executor: one by one in this process)."""
+    """`synthaug run --executor ...`: where the experiment's units run (no executor: one by one in this process)."""
 
     kind: Literal["local", "dask", "slurm"] = "local"  # local processes, a Dask cluster, or Slurm jobs (submitit)
     workers: int | None = None  # local: processes (default: CPU cores); dask: LocalCluster workers when no scheduler
@@ -41,7 +39,7 @@ class ExecutorConfig:
     scheduler: str | None = None  # dask only: address of a running scheduler (tcp://host:8786); None: a LocalCluster
     threads: int | None = None  # torch threads per task; None: this machine's cores / workers for local and a
     #   LocalCluster, torch's default on a scheduler's or Slurm's workers
-    retries: int = 1  # times a failed (or killed) step is tried again before the experiment stops
+    retries: int = 1  # times a failed (or killed) unit is tried again before the experiment stops
     slurm: dict[str, Any] = field(default_factory=dict)  # submitit parameters, e.g. slurm_partition, timeout_min,
     #   cpus_per_task, gpus_per_node, mem_gb
     log_folder: str | None = None  # slurm: where submitit keeps job scripts and logs (default: OUT/slurm)
@@ -72,13 +70,13 @@ def cpu_cores() -> int:
 
 
 class Executor(ABC):
-    """Runs StepTasks somewhere. `slots` is how many tasks the planner keeps in flight."""
+    """Runs tasks somewhere. `slots` is how many tasks experiments.parallel keeps in flight."""
 
     name: str = ""
     slots: int = 1
 
     @abstractmethod
-    def submit(self, task: StepTask) -> Any:
+    def submit(self, task: Callable[[], dict[str, Any]]) -> Any:
         """Start `task`; returns a handle for wait() and result()."""
 
     @abstractmethod
@@ -109,7 +107,7 @@ class LocalExecutor(Executor):
 
     Processes are spawned, not forked (torch's thread pools do not survive a fork), and reused across tasks.
     When a worker dies (killed, out of memory) concurrent.futures declares the whole pool broken: its
-    unfinished tasks fail, the planner runs them again, and the next submit starts a fresh pool.
+    unfinished tasks fail, they run again, and the next submit starts a fresh pool.
     """
 
     name = "local"
@@ -126,7 +124,7 @@ class LocalExecutor(Executor):
         return ProcessPoolExecutor(self.slots, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_local_worker, initargs=(self.threads,))
 
-    def submit(self, task: StepTask) -> Any:
+    def submit(self, task: Any) -> Any:
         from concurrent.futures.process import BrokenProcessPool
 
         task.threads = self.threads
@@ -152,7 +150,7 @@ class LocalExecutor(Executor):
 class DaskExecutor(Executor):
     """Tasks on a Dask cluster: a running scheduler, or a LocalCluster of single-threaded worker processes
     listening on 127.0.0.1 only. A worker that dies has its task run again by Dask (the task resumes from
-    its checkpoint); a task that raises is retried by the planner."""
+    its checkpoint); a task that raises is retried by experiments.parallel."""
 
     name = "dask"
 
@@ -182,7 +180,7 @@ class DaskExecutor(Executor):
             self.client = Client(self.cluster)
         self.slots = max(1, sum(self.client.nthreads().values()))
 
-    def submit(self, task: StepTask) -> Any:
+    def submit(self, task: Any) -> Any:
         import uuid
 
         task.threads = self.threads
@@ -228,7 +226,7 @@ class SlurmExecutor(Executor):
         self.poll_seconds = poll_seconds
         self.parameters = dict(parameters or {})
 
-    def submit(self, task: StepTask) -> Any:
+    def submit(self, task: Any) -> Any:
         task.threads = self.threads
         return self.executor.submit(task)
 

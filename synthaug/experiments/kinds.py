@@ -28,6 +28,8 @@ PSEUDO = "real + pseudo-labelled pool"
 REAL_ONLY = {PLAIN, OVERSAMPLING, PSEUDO}  # arms without synthetic images: "worse", never "synthetic data hurts"
 VIEW_KINDS = {"compare", "data-efficiency", "imbalance", "unlabelled"}  # kinds run once per budget view (compare_at); the rest
 # (p-real sweeps, transfer, optimisers) run in the headline view only
+PER_GENERATOR = {"compare", "p-real", "transfer", "data-efficiency", "imbalance", "unlabelled"}  # kinds whose arms of one
+# generator need nothing of the other generators' (they loop over exp.generators): an executor may run them apart
 
 
 def _strategy_arm(exp: Experiment, name: str) -> Arm:
@@ -45,14 +47,14 @@ def compare(exp: Experiment) -> None:
     """Real without augmentation, the strong classical baseline, and real + synthetic per generator."""
     from synthaug.experiments.quality import record_quality
 
-    for seed in exp.cfg.seeds:
+    for seed in exp.seeds:
         splits = exp.splits(seed)
         _, plain = steps.train_classifier(exp.cache, "plain", splits, exp.plain_cfg(seed, splits))
         exp.record("compare", Arm(PLAIN, "classical", mixing="none"), seed, plain)
         _, base = exp.train_baseline(seed, splits)
         exp.record("compare", _baseline(), seed, base)
         exp.keep_confusion("compare", _baseline(), base)
-        for spec in exp.cfg.generators:
+        for spec in exp.generators:
             gen_dir = exp.generator(spec, seed, splits)
             synthetic = exp.synthetic(spec, seed, splits, gen_dir)
             arm = _strategy_arm(exp, spec.name)
@@ -67,11 +69,11 @@ def compare(exp: Experiment) -> None:
 def p_real(exp: Experiment) -> None:
     """Accuracy against the share of real images per batch (p_real=1: the baseline; 0: synthetic only)."""
     chosen = exp.cfg.p_real_generators or [g.name for g in exp.cfg.generators]
-    for seed in exp.cfg.seeds:
+    for seed in exp.seeds:
         splits = exp.splits(seed)
         _, base = exp.train_baseline(seed, splits)
         exp.record("p-real", _baseline(), seed, base)
-        for spec in (g for g in exp.cfg.generators if g.name in chosen):
+        for spec in (g for g in exp.generators if g.name in chosen):
             gen_dir = exp.generator(spec, seed, splits)
             synthetic = exp.synthetic(spec, seed, splits, gen_dir)
             for p in exp.cfg.p_real_values:
@@ -88,13 +90,13 @@ def transfer(exp: Experiment) -> None:
     """Train on synthetic / test on real (TSTR), the reverse (TRTS), and mixed, with confusion matrices."""
     from synthaug.experiments.evaluate import evaluate_run
 
-    for seed in exp.cfg.seeds:
+    for seed in exp.seeds:
         splits = exp.splits(seed)
         base_dir, base = exp.train_baseline(seed, splits)
         real = Arm("train real / test real", "transfer")
         exp.record("transfer", real, seed, base)
         exp.keep_confusion("transfer", real, base)
-        for spec in exp.cfg.generators:
+        for spec in exp.generators:
             gen_dir = exp.generator(spec, seed, splits)
             synthetic = exp.synthetic(spec, seed, splits, gen_dir)
             # A second synthetic set, sampled with another seed, serves as the synthetic *test* set.
@@ -107,8 +109,6 @@ def transfer(exp: Experiment) -> None:
             mix_dir, _ = exp.train_with_synthetic(seed, splits, synthetic, f"{name}-add", strategy="add")
             arms[Arm(f"train real+{name} / test real", "transfer", name, "add")] = (mix_dir, None)
             arms[Arm(f"train real+{name} / test {name}", "transfer", name, "add")] = (mix_dir, held_out)
-            if exp.planning:  # the evaluations below read trained runs; planning only collects the steps above
-                continue
             for arm, (run_dir, test) in arms.items():
                 metrics = evaluate_run(run_dir, test if test is not None else splits.test)
                 exp.record("transfer", arm, seed, metrics)
@@ -119,11 +119,11 @@ def transfer(exp: Experiment) -> None:
 def data_efficiency(exp: Experiment) -> None:
     """Baseline and augmented accuracy over real-label budgets (images per class)."""
     for budget in exp.cfg.budgets:
-        for seed in exp.cfg.seeds:
+        for seed in exp.seeds:
             splits = exp.splits(seed, per_class=budget, fraction=None, class_counts=None)
             _, base = exp.train_baseline(seed, splits, label=f"baseline-{budget}")
             exp.record("data-efficiency", Arm(f"baseline@{budget}", "budget", budget=budget), seed, base)
-            for spec in exp.cfg.generators:
+            for spec in exp.generators:
                 gen_dir = exp.generator(spec, seed, splits, data_overrides={"per_class": budget, "fraction": None,
                                                                             "class_counts": None}, label=f"{spec.name}-{budget}")
                 synthetic = exp.synthetic(spec, seed, splits, gen_dir, label=f"{spec.name}-{budget}")
@@ -138,7 +138,7 @@ def optimizers(exp: Experiment) -> None:
     from synthaug.experiments.quality import generator_loss_stats, record_quality
 
     spec = next(g for g in exp.cfg.generators if g.generator == "cgan")
-    for seed in exp.cfg.seeds:
+    for seed in exp.seeds:
         splits = exp.splits(seed)
         for opt in exp.cfg.optimizers:
             label = f"{spec.name}-{opt}"
@@ -148,8 +148,6 @@ def optimizers(exp: Experiment) -> None:
             _, tstr = exp.train_with_synthetic(seed, splits, synthetic, f"{label}-synthetic-only", strategy="synthetic-only")
             exp.add_row("optimizers", arm, seed, "cas", tstr["accuracy"])
             record_quality(exp, arm, seed, splits, synthetic, experiment="optimizers")
-            if exp.planning:  # the rest reads the trained generator's files
-                continue
             for metric, value in generator_loss_stats(gen_dir).items():
                 exp.add_row("optimizers", arm, seed, metric, value)
             info = exp.artefacts["generators"][label][str(seed)]
@@ -166,7 +164,7 @@ def _minority(train: ImageDataset, names: list[str] | None) -> list[str]:
 @KINDS.register("imbalance")
 def imbalance(exp: Experiment) -> None:
     """Rebalancing minority classes with synthetic images vs random oversampling of the real ones."""
-    for seed in exp.cfg.seeds:
+    for seed in exp.seeds:
         splits = exp.splits(seed)
         counts = splits.train.class_counts()
         minority = _minority(splits.train, exp.data.minority_classes)
@@ -177,14 +175,12 @@ def imbalance(exp: Experiment) -> None:
             raise ValueError("the imbalance kind needs an imbalanced training set: set data.imbalance_ratio or data.class_counts")
         arms[Arm(OVERSAMPLING, "classical", mixing="oversample")] = exp.train_with_synthetic(seed, splits, _oversample(splits.train, missing, seed),
                                                                       "oversampling", strategy="add")[1]
-        for spec in exp.cfg.generators:
+        for spec in exp.generators:
             gen_dir = exp.generator(spec, seed, splits)
             synthetic = exp.synthetic(spec, seed, splits, gen_dir, counts={k: v for k, v in missing.items() if v > 0},
                                       label=f"{spec.name}-rebalance")
             arms[Arm(f"real + {spec.name} rebalancing", "generators", spec.name, "add")] = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-rebalance",
                                                                                strategy="add")[1]
-        if exp.planning:  # the rest reads results
-            continue
         for arm, metrics in arms.items():
             exp.record("imbalance", arm, seed, metrics)
             exp.keep_confusion("imbalance", arm, metrics)
@@ -216,22 +212,21 @@ def unlabelled(exp: Experiment) -> None:
     from synthaug.training.classify import load_classifier
 
     spec_u = exp.cfg.unlabelled
-    for seed in exp.cfg.seeds:
+    for seed in exp.seeds:
         splits = exp.splits(seed)
         base_dir, base = exp.train_baseline(seed, splits)
         exp.record("unlabelled", _baseline(), seed, base)
         exp.keep_confusion("unlabelled", _baseline(), base)
-        # only the teacher's predictions label the pool (once per teacher: planning passes would redo it)
-        pseudo = None if not exp.finished(base_dir) else exp.once(("pseudo-label", str(base_dir)), lambda: pseudo_label(
-            load_classifier(base_dir)[0], splits.unlabelled, splits.train.class_names, spec_u.pseudo_label_tau,
-            spec_u.pseudo_label_max, tta_flip=bool(fit_to_data(exp.cfg.classifier, splits.train).tta_flip)))
-        if pseudo is not None:
-            exp.artefacts.setdefault("pseudo_label", {})[str(seed)] = {"kept": len(pseudo), "pool": len(splits.unlabelled),
-                                                                       "tau": spec_u.pseudo_label_tau}
-        if pseudo is not None and len(pseudo):
+        # only the teacher's predictions label the pool
+        pseudo = pseudo_label(load_classifier(base_dir)[0], splits.unlabelled, splits.train.class_names,
+                              spec_u.pseudo_label_tau, spec_u.pseudo_label_max,
+                              tta_flip=bool(fit_to_data(exp.cfg.classifier, splits.train).tta_flip))
+        exp.artefacts.setdefault("pseudo_label", {})[str(seed)] = {"kept": len(pseudo), "pool": len(splits.unlabelled),
+                                                                   "tau": spec_u.pseudo_label_tau}
+        if len(pseudo):
             _, metrics = exp.train_with_synthetic(seed, splits, pseudo, "pseudo-label", strategy="p_real", p_real=spec_u.p_real)
             exp.record("unlabelled", Arm(PSEUDO, "pool", mixing="pseudo-label", p_real=spec_u.p_real), seed, metrics)
-        for spec in exp.cfg.generators:
+        for spec in exp.generators:
             gen_dir = exp.generator(spec, seed, splits)
             origin = "pool + labelled" if spec.unlabelled else "labelled only"
             if GENERATORS.resolve(spec.generator)[0].takes_sources != "no":

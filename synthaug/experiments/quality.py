@@ -22,22 +22,18 @@ from synthaug.synthetic.evaluate import _subsample, quality_metrics
 MAX_PER_SET = 2000  # features per set for the quality metrics (MMD permutations are quadratic)
 
 
-def evaluator_step(exp: Experiment) -> tuple[Path | None, dict]:
-    """Train (or reuse) the evaluator: a cached step (while planning, requested like any other)."""
-    data_cfg = replace(exp.data, per_class=None, fraction=None, class_counts=None, imbalance_ratio=None,
-                       minority_classes=None, val_fraction=0.0, unlabelled=None, seed=0)
-    cfg = exp.cfg.evaluator or replace(exp.cfg.classifier, steps=None, epochs=3.0, tta_flip=False)
-    cfg = replace(cfg, device=exp.cfg.device, progress=False, seed=0)
-    return steps.train_classifier(exp.cache, "evaluator", exp.load(data_cfg), cfg)
-
-
 def evaluator(exp: Experiment) -> torch.nn.Module:
+    """The evaluator (trained once: a cached step), loaded once per experiment."""
     if exp.evaluator_model is None:
         from synthaug.training.classify import load_classifier
 
-        folder, metrics = evaluator_step(exp)
-        cfg = exp.cfg.evaluator or exp.cfg.classifier
-        exp.artefacts["evaluator"] = {"dir": str(folder), "accuracy": metrics["accuracy"], "model": cfg.model}
+        data_cfg = replace(exp.data, per_class=None, fraction=None, class_counts=None, imbalance_ratio=None,
+                           minority_classes=None, val_fraction=0.0, unlabelled=None, seed=0)
+        cfg = exp.cfg.evaluator or replace(exp.cfg.classifier, steps=None, epochs=3.0, tta_flip=False)
+        cfg = replace(cfg, device=exp.cfg.device, progress=False, seed=0)
+        folder, metrics = steps.train_classifier(exp.cache, "evaluator", exp.load(data_cfg), cfg)
+        exp.artefacts["evaluator"] = {"dir": str(folder), "accuracy": metrics["accuracy"],
+                                      "model": (exp.cfg.evaluator or exp.cfg.classifier).model}
         exp.evaluator_model, _ = load_classifier(folder)
     return exp.evaluator_model
 
@@ -51,9 +47,6 @@ def _features(model: torch.nn.Module, images: torch.Tensor) -> tuple[np.ndarray,
 
 def record_quality(exp: Experiment, arm: Arm, seed: int, splits: DatasetSplits, synthetic: ImageDataset,
                    experiment: str = "quality") -> dict[str, float]:
-    if exp.planning:  # features need a trained evaluator: planning only asks for it
-        evaluator_step(exp)
-        return {}
     model = evaluator(exp)
     key = f"test-{len(splits.test)}"
     if key not in exp.evaluator_features:

@@ -31,7 +31,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, report: bool = True,
                    executor: "ExecutorConfig | Executor | None" = None) -> dict[str, Any]:
     """Run all kinds (finished steps are reused from out/cache), then write results.csv, summary.json, report.
 
-    With an `executor` (experiments.executors), the steps first run as tasks on it (experiments.parallel);
+    With an `executor` (experiments.executors), the experiment's units first run on it (experiments.parallel);
     the kinds then find every step finished and record the same rows as without one."""
     import sys
 
@@ -55,9 +55,9 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, report: bool = True,
     write_json_atomic(out / "config.json", {"synthaug_version": __version__, "resolved_data": exp.data, **to_jsonable(cfg)})
     execution = None
     if executor is not None:
-        from synthaug.experiments.parallel import run_steps
+        from synthaug.experiments.parallel import run_units
 
-        execution = run_steps(cfg, out, executor, retries=retries, log=exp.cache)  # closes the executor
+        execution = run_units(cfg, out, executor, retries=retries, log=exp.cache)  # closes the executor
     for kind in cfg.kinds:
         for view in cfg.compare_at if kind in VIEW_KINDS else cfg.compare_at[:1]:
             kind_start = time.perf_counter()
@@ -77,7 +77,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, report: bool = True,
                         "synthaug_version": __version__}
     if execution:
         summary["_meta"]["executor"] = {k: v for k, v in execution.items() if k != "ran"}
-        summary["_meta"]["executor"]["steps_run_after"] = len(exp.cache.ran)  # steps the planner missed (should be 0)
+        summary["_meta"]["executor"]["steps_run_after"] = len(exp.cache.ran)  # steps no unit ran (should be 0)
     if "data-efficiency" in cfg.kinds:
         summary["data-efficiency"]["labels_saved"] = _labels_saved(summary["data-efficiency"], cfg)
     write_json_atomic(out / "summary.json", summary)

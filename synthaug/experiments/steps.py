@@ -1,11 +1,9 @@
 """The cached steps an experiment is made of: fit a generator, make a synthetic set, train a classifier.
 
 Each step lives in cache/<kind>/<name>-<config hash>/ and is finished when its marker file exists, so
-a re-run skips finished steps and a killed run resumes the unfinished one from its checkpoint.
-
-While an executor plans (experiments.parallel), `cache.planner` is set: a step that is not finished is then
-requested as a task instead of run (experiments.tasks), or, when what it reads is not finished either, left
-for a later planning pass.
+a re-run skips finished steps and a killed run resumes the unfinished one from its checkpoint. A step runs
+inside `cache.claim(folder)`: of several workers running the same experiment code (experiments.parallel),
+one runs it and the others wait for its result (experiments.claim).
 """
 
 from __future__ import annotations
@@ -13,14 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
 from synthaug.data import DataConfig, DatasetSplits, ImageDataset, UnlabelledImages
+from synthaug.experiments.claim import FolderLock
 from synthaug.experiments.config import GeneratorSpec, SyntheticSpec
-from synthaug.experiments.tasks import Pending, Planner, is_pending
 from synthaug.runs import Run
 from synthaug.training.config import TrainConfig, fit_to_data
 from synthaug.utils import config_hash, to_jsonable, write_json_atomic
@@ -32,13 +31,13 @@ DONE = "done.json"
 class StepCache:
     """Folders keyed by config hash under root/cache; counts what ran and what was reused."""
 
-    def __init__(self, root: str | Path, verbose: bool = True) -> None:
+    def __init__(self, root: str | Path, verbose: bool = True, prefix: str = "") -> None:
         self.root = Path(root) / "cache"
         self.log_file: Path | None = Path(root) / "log.txt"
-        self.verbose = verbose
+        self.verbose = verbose  # progress lines on stderr too (else log.txt only)
+        self.prefix = prefix  # before every progress line (which unit of an executor wrote it)
         self.ran: list[str] = []
         self.reused: list[str] = []
-        self.planner: Planner | None = None  # set while planning: unfinished steps are requested, not run
         self._t0 = time.perf_counter()
         self._started: dict[Path, float] = {}
 
@@ -47,7 +46,7 @@ class StepCache:
         import sys
 
         elapsed = time.perf_counter() - self._t0
-        line = f"[{int(elapsed // 60):3d}:{int(elapsed % 60):02d}] {message}"
+        line = f"[{int(elapsed // 60):3d}:{int(elapsed % 60):02d}] {self.prefix}{message}"
         if self.verbose:
             print(line, file=sys.stderr, flush=True)
         if self.log_file is not None:
@@ -66,6 +65,30 @@ class StepCache:
             return None
         marker = folder / DONE
         return json.loads(marker.read_text()) if marker.is_file() else None
+
+    @contextmanager
+    def claim(self, folder: Path, poll: float = 1.0) -> Iterator[dict[str, Any] | None]:
+        """The step in `folder`, claimed: yields its done.json when it is finished (also by another worker, which
+        this one then waits for), else None, and this process holds the folder until the block ends (the block
+        runs the step and calls finish()). A step that raises is released for another worker or a later run."""
+        lock = FolderLock(folder)
+        waited = 0.0
+        while (info := self.done(folder)) is None and not lock.acquire():
+            if waited == 0.0:
+                self.say(f"waiting for {folder.parent.name}/{folder.name} ({lock.holder() or 'just released'} runs it)")
+            time.sleep(min(poll, 0.05 + waited / 10))  # quick for short steps, then every `poll` seconds
+            waited += min(poll, 0.05 + waited / 10)
+        if info is not None:
+            self.reused.append(str(folder))
+            yield info
+            return
+        try:
+            info = self.done(folder)  # finished by the worker that held it until just now
+            if info is not None:
+                self.reused.append(str(folder))
+            yield info
+        finally:
+            lock.release()
 
     def finish(self, folder: Path, info: dict[str, Any]) -> dict[str, Any]:
         write_json_atomic(folder / DONE, info)
@@ -87,27 +110,23 @@ def fit_generator(cache: StepCache, spec: GeneratorSpec, data_cfg: DataConfig, r
     if unlabelled is not None:
         key["unlabelled"] = len(unlabelled)
     folder = cache.folder("generators", label or spec.name, key)
-    if (info := cache.done(folder)) is not None:
-        cache.reused.append(str(folder))
-        return folder, info
-    if cache.planner is not None:
-        return folder, cache.planner.request(folder, "generator", f"fitting generator {spec.name} (seed {seed})", fit_generator,
-                                             spec, data_cfg, real, seed, device, overrides=overrides, label=label,
-                                             unlabelled=unlabelled)
-    from synthaug.generators.base import rule_steps
+    with cache.claim(folder) as info:
+        if info is not None:
+            return folder, info
+        from synthaug.generators.base import rule_steps
 
-    cache.begin(folder, f"fitting generator {spec.generator} ({gen_cfg.steps or rule_steps(gen_cfg, len(real))} steps)")
-    run = Run(folder, resume=True)
-    run.write_config({"data": data_cfg, "generator": spec.generator, "config": gen_cfg})
-    generator = build_generator(spec.generator, settings, real)
-    start = time.perf_counter()
-    summary = generator.fit(real, run, resume=any(folder.glob("checkpoint*.safetensors")), unlabelled=unlabelled)
-    seconds = time.perf_counter() - start
-    generator.save(folder)
-    run.close()
-    return folder, cache.finish(folder, {"seconds": seconds, "summary": to_jsonable(summary or {}),
-                                         "device": _device(device), "images": len(real),
-                                         "unlabelled_images": len(unlabelled) if unlabelled is not None else 0})
+        cache.begin(folder, f"fitting generator {spec.generator} ({gen_cfg.steps or rule_steps(gen_cfg, len(real))} steps)")
+        run = Run(folder, resume=True)
+        run.write_config({"data": data_cfg, "generator": spec.generator, "config": gen_cfg})
+        generator = build_generator(spec.generator, settings, real)
+        start = time.perf_counter()
+        summary = generator.fit(real, run, resume=any(folder.glob("checkpoint*.safetensors")), unlabelled=unlabelled)
+        seconds = time.perf_counter() - start
+        generator.save(folder)
+        run.close()
+        return folder, cache.finish(folder, {"seconds": seconds, "summary": to_jsonable(summary or {}),
+                                             "device": _device(device), "images": len(real),
+                                             "unlabelled_images": len(unlabelled) if unlabelled is not None else 0})
 
 
 def make_synthetic_set(cache: StepCache, generator_dir: Path, spec: SyntheticSpec, seed: int, device: str,
@@ -117,8 +136,6 @@ def make_synthetic_set(cache: StepCache, generator_dir: Path, spec: SyntheticSpe
     "strengths": [t, ...]}) asks for variations of the generator's real images whatever its default mode."""
     from synthaug.synthetic import SynthConfig, make_synthetic
 
-    if cache.planner is not None and cache.done(generator_dir) is None:  # planning: its generator is still training
-        return None, Pending()
     per_image = spec.per_image if counts is None and per_class is None and _varies_real_images(generator_dir) else None
     extra: dict[str, Any] = {}
     if variations is not None:
@@ -133,20 +150,16 @@ def make_synthetic_set(cache: StepCache, generator_dir: Path, spec: SyntheticSpe
             del key_config[name]
     key = {"generator": generator_dir.name, "config": key_config}
     folder = cache.folder("synthetic", generator_dir.name.split("-")[0], key)
-    if (info := cache.done(folder)) is not None:
-        cache.reused.append(str(folder))
-        return folder, info
-    if cache.planner is not None:
-        return folder, cache.planner.request(folder, "synthetic", f"sampling from {generator_dir.name} (seed {seed})",
-                                             make_synthetic_set, generator_dir, spec, seed, device, real, counts=counts,
-                                             per_class=per_class, variations=variations)
-    what = (f"{sum(counts.values())} images" if counts else f"{per_image} images per real image" if per_image
-            else f"{cfg.per_class} images per class")
-    cache.begin(folder, f"sampling {what}")
-    start = time.perf_counter()
-    make_synthetic(cfg, folder, real=real)
-    seconds = time.perf_counter() - start
-    return folder, cache.finish(folder, {"seconds": seconds})
+    with cache.claim(folder) as info:
+        if info is not None:
+            return folder, info
+        what = (f"{sum(counts.values())} images" if counts else f"{per_image} images per real image" if per_image
+                else f"{cfg.per_class} images per class")
+        cache.begin(folder, f"sampling {what}")
+        start = time.perf_counter()
+        make_synthetic(cfg, folder, real=real)
+        seconds = time.perf_counter() - start
+        return folder, cache.finish(folder, {"seconds": seconds})
 
 
 def _varies_real_images(generator_dir: Path) -> bool:
@@ -162,32 +175,24 @@ def train_classifier(cache: StepCache, label: str, splits: DatasetSplits, cfg: T
     """Train (or reuse) one classifier; returns its folder and its metrics."""
     from synthaug.training.classify import train_on_splits
 
-    if is_pending(cfg) or is_pending(synthetic):  # planning: its length or its images are not known yet
-        return None, Pending()
     cfg = fit_to_data(cfg, splits.train)  # the recipe for these labelled images, in the cache key and config.json
     key = {"train": cfg, "data": [splits.train.provenance, _fingerprint(splits.train)], "p_real": p_real,
            "synthetic": synthetic.provenance.get("path") if synthetic is not None else None,
            "init_from": str(init_from.name) if init_from else None, "tests": sorted(test_sets or {}), "extra": key_extra}
     folder = cache.folder("classifiers", label, key)
-    if cache.done(folder) is not None:
-        cache.reused.append(str(folder))
-        return folder, json.loads((folder / "metrics.json").read_text())
-    if cache.planner is not None:
-        if init_from is not None and cache.done(init_from) is None:  # fine-tuning waits for its pre-training
-            return folder, Pending()
-        return folder, cache.planner.request(folder, "classifier", f"training classifier {label} (seed {cfg.seed})",
-                                             train_classifier, label, splits, cfg, synthetic=synthetic, p_real=p_real,
-                                             init_from=init_from, test_sets=test_sets, key_extra=key_extra)
-    resume = (folder / "checkpoint.safetensors").is_file()
-    cache.begin(folder, f"training classifier {label} (seed {cfg.seed}{', resuming' if resume else ''})")
-    run = Run(folder, resume=True)
-    run.write_config({"train": cfg, "label": label, "p_real": p_real, "init_from": str(init_from) if init_from else None,
-                      "synthetic": synthetic.provenance.get("path") if synthetic is not None else None})
-    metrics = train_on_splits(splits, cfg, run, synthetic=synthetic, p_real=p_real, resume=resume, test_sets=test_sets,
-                              init_from=init_from)
-    run.close()
-    cache.finish(folder, {"seconds": metrics["training"]["train_seconds"]})
-    return folder, metrics
+    with cache.claim(folder) as info:
+        if info is not None:
+            return folder, json.loads((folder / "metrics.json").read_text())
+        resume = (folder / "checkpoint.safetensors").is_file()
+        cache.begin(folder, f"training classifier {label} (seed {cfg.seed}{', resuming' if resume else ''})")
+        run = Run(folder, resume=True)
+        run.write_config({"train": cfg, "label": label, "p_real": p_real, "init_from": str(init_from) if init_from else None,
+                          "synthetic": synthetic.provenance.get("path") if synthetic is not None else None})
+        metrics = train_on_splits(splits, cfg, run, synthetic=synthetic, p_real=p_real, resume=resume, test_sets=test_sets,
+                                  init_from=init_from)
+        run.close()
+        cache.finish(folder, {"seconds": metrics["training"]["train_seconds"]})
+        return folder, metrics
 
 
 def _fingerprint(ds: ImageDataset) -> str:
