@@ -35,7 +35,7 @@ def test_fixmatch_and_dpt_arms_run_with_their_compute_and_the_generator_sees_pse
         return fit_generator(cache, spec, data_cfg, real, *args, **kwargs)
 
     monkeypatch.setattr(steps_module, "fit_generator", spy)
-    summary = run_experiment(ssl_config(), tmp_path, report=False)
+    summary = run_experiment(ssl_config(), tmp_path)
     arms = summary["unlabelled"]["arms"]
     assert set(arms) == {"real + classical augmentation (baseline)", "real + pseudo-labelled pool",
                          "fixmatch on the pool (6 steps)", "dpt (DPT: pool pseudo-labelled by fixmatch) class samples",
@@ -45,6 +45,10 @@ def test_fixmatch_and_dpt_arms_run_with_their_compute_and_the_generator_sees_pse
     assert arms["real + classical augmentation (baseline)"]["images_seen"]["mean"] == 15 * 16
     artefacts = json.loads((tmp_path / "artefacts.json").read_text())
     assert set(artefacts["costs"]["train_seconds"]["unlabelled"]) == set(arms)
+    md = (tmp_path / "report.md").read_text()
+    cost_rows = [line for line in md.splitlines() if line.startswith("| fixmatch on the pool (6 steps)")]
+    assert any("| 480 |" in line for line in cost_rows), md  # the compute table's images-seen column
+    assert "DPT route" in md
 
     # the DPT generator of seed 0 trained on the 18 labelled images + the pool labelled by seed 0's FixMatch model
     splits_cfg = ssl_config().data
