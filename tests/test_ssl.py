@@ -92,12 +92,14 @@ def test_the_moving_average_is_the_model_that_is_evaluated_and_kept():
     raw, _ = _ssl_fit(raw_cfg)
     # same data, same draws: the only difference is that one keeps (and validated) the average of its weights
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), raw.state_dict().values()))
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel
+
+    from synthaug.training.ssl import warmup_ema
 
     ds = make_tiny_dataset(n_per=8)
     by_hand = new_classifier(ds, cfg)
     s = loop._Session(by_hand, loop.TrainData(ds, unlabelled=_pool()), loop.fit_to_data(cfg, ds), None)
-    ema = AveragedModel(by_hand, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    ema = AveragedModel(by_hand, multi_avg_fn=warmup_ema(cfg.ema_decay), use_buffers=True)
     by_hand.train()
     for _ in range(10):  # the same steps by hand, with torch's own EMA beside them
         s.set_lr()
@@ -137,3 +139,39 @@ def test_train_with_a_pool_runs_fixmatch_end_to_end(tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("pseudo_label_rate" in r and 0 <= r["pseudo_label_rate"] <= 1 for r in rows)
     assert 0 <= json.loads((out / "metrics.json").read_text())["accuracy"] <= 1
+
+
+def test_the_moving_average_warms_up_then_decays_at_the_configured_rate():
+    """decay_n = min(decay, (1 + n) / (10 + n)) after n averages, checked by hand on a scalar; torch's fixed-decay
+    EMA would still hold 0.999^1500 = 22 % of the starting value after 1,500 updates, the warmed-up one ~0."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from synthaug.training.ssl import warmup_ema
+
+    param = torch.nn.Parameter(torch.zeros(()))
+    holder = torch.nn.Module()
+    holder.p = param
+    ema = AveragedModel(holder, multi_avg_fn=warmup_ema(0.999))
+    expected = 0.0
+    for n in range(1500):
+        value = float(n % 7)  # a changing weight
+        with torch.no_grad():
+            param.fill_(value)
+        ema.update_parameters(holder)
+        if n == 0:
+            expected = value  # the first update copies
+        else:
+            d = min(0.999, (1 + n) / (10 + n))
+            expected = d * expected + (1 - d) * value
+        if n in (1, 2, 5, 50, 1400):
+            assert ema.module.p.item() == pytest.approx(expected, abs=1e-6)
+    start = torch.nn.Module()
+    start.p = torch.nn.Parameter(torch.zeros(()))
+    ema = AveragedModel(start, multi_avg_fn=warmup_ema(0.999))
+    ema.update_parameters(start)  # the random start: 0
+    with torch.no_grad():
+        start.p.fill_(1.0)
+    for _ in range(1500):
+        ema.update_parameters(start)
+    assert ema.module.p.item() > 0.99  # the start is forgotten (fixed 0.999 would give 1 - 0.999^1500 = 0.78)
+    assert ema.module.p.item() < 1.0

@@ -19,6 +19,8 @@ class GeneratorSpec:
     generator: str = "cgan"  # generator registry key
     config: dict[str, Any] = field(default_factory=dict)  # overrides of the generator's Config dataclass
     unlabelled: bool = False  # also train on the data's unlabelled pool (data.unlabelled; diffusion only)
+    pseudo_labels: bool = False  # the DPT route (unlabelled kind): fit on the labelled images plus the pool images the
+    #   first consistency-training arm (unlabelled.ssl) labels with confidence >= unlabelled.dpt_tau, never true labels
 
 
 @dataclass
@@ -57,6 +59,14 @@ class UnlabelledSpec:
     pseudo_label_tau: float = 0.9  # teacher confidence a pool image needs to be pseudo-labelled
     pseudo_label_max: int | None = None  # keep at most this many pseudo-labelled images (the most confident)
     class_samples: bool = True  # also an arm of class-conditional samples (no source image) per pool-trained generator
+    ssl: list[str] = field(default_factory=list)  # consistency-training arms on the pool: fixmatch, freematch
+    ssl_steps: int = 3000  # their optimiser steps: a fixed length of its own (FixMatch trains far longer than a
+    #   supervised run; the report prints each arm's steps, images seen and CPU seconds beside its accuracy)
+    ssl_ratio: int = 7  # unlabelled images per labelled image in a batch (FixMatch's mu)
+    ssl_threshold: float = 0.95  # fixmatch: confidence a weak-view prediction needs to become a target
+    ssl_synthetic: list[str] = field(default_factory=list)  # synthetic sets of this kind (their labels: e.g.
+    #   pool-diffusion-samples, pool-diffusion-var-t0.75-m10, dpt-samples) added to every ssl arm's labelled stream
+    dpt_tau: float = 0.95  # the DPT route: confidence a pool image's pseudo-label needs to train the generator
 
     def __post_init__(self) -> None:
         if not self.strengths or any(not 0 < s <= 1 for s in self.strengths):
@@ -66,6 +76,15 @@ class UnlabelledSpec:
         if not 0 <= self.p_real <= 1 or not 0 <= self.pseudo_label_tau <= 1:
             raise ValueError(f"UnlabelledSpec: p_real and pseudo_label_tau must be in [0, 1], got {self.p_real}, "
                              f"{self.pseudo_label_tau}")
+        bad = [m for m in self.ssl if m not in ("fixmatch", "freematch")]
+        if bad or len(set(self.ssl)) != len(self.ssl):
+            raise ValueError(f"UnlabelledSpec.ssl: give fixmatch and/or freematch once each, got {self.ssl}")
+        if self.ssl_steps < 1 or self.ssl_ratio < 1 or not 0 < self.ssl_threshold <= 1 or not 0 <= self.dpt_tau <= 1:
+            raise ValueError(f"UnlabelledSpec: ssl_steps and ssl_ratio must be >= 1, ssl_threshold in (0, 1], dpt_tau in "
+                             f"[0, 1]; got {self.ssl_steps}, {self.ssl_ratio}, {self.ssl_threshold}, {self.dpt_tau}")
+        if self.ssl_synthetic and not self.ssl:
+            raise ValueError("UnlabelledSpec.ssl_synthetic adds synthetic sets to consistency-training arms: name "
+                             "them in unlabelled.ssl (fixmatch, freematch)")
 
 
 @dataclass
@@ -117,6 +136,13 @@ class ExperimentConfig:
             raise ValueError("ExperimentConfig: the unlabelled kind needs data.unlabelled (rest or a number of images)")
         if any(g.unlabelled for g in self.generators) and self.data.unlabelled is None:
             raise ValueError("ExperimentConfig: a generator with unlabelled: true needs data.unlabelled")
+        dpt = [g.name for g in self.generators if g.pseudo_labels]
+        if dpt and ("unlabelled" not in self.kinds or not self.unlabelled.ssl):
+            raise ValueError(f"ExperimentConfig.generators {dpt}: pseudo_labels: true (the DPT route) needs the unlabelled "
+                             "kind and a consistency-training arm (unlabelled.ssl: [fixmatch]) whose labels it trains on")
+        if dpt and set(self.kinds) - {"unlabelled"}:
+            raise ValueError(f"ExperimentConfig.generators {dpt}: a pseudo_labels generator is fitted only by the "
+                             f"unlabelled kind; run the kinds {sorted(set(self.kinds) - {'unlabelled'})} in another config")
         if "imbalance" in self.kinds and self.data.imbalance_ratio is None and self.data.class_counts is None:
             raise ValueError("ExperimentConfig: the imbalance kind needs data.imbalance_ratio or data.class_counts")
         if any(b < 1 for b in self.budgets):

@@ -7,11 +7,14 @@ each arm with it seed by seed (see BASELINES).
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import Callable
 
 import torch
 
-from synthaug.data import ImageDataset
+from synthaug.data import DatasetSplits, ImageDataset
+from synthaug.data.base import concat
 from synthaug.experiments import steps
 from synthaug.experiments.arms import Arm
 from synthaug.experiments.context import Experiment
@@ -28,8 +31,9 @@ PSEUDO = "real + pseudo-labelled pool"
 REAL_ONLY = {PLAIN, OVERSAMPLING, PSEUDO}  # arms without synthetic images: "worse", never "synthetic data hurts"
 VIEW_KINDS = {"compare", "data-efficiency", "imbalance", "unlabelled"}  # kinds run once per budget view (compare_at); the rest
 # (p-real sweeps, transfer, optimisers) run in the headline view only
-PER_GENERATOR = {"compare", "p-real", "transfer", "data-efficiency", "imbalance", "unlabelled"}  # kinds whose arms of one
-# generator need nothing of the other generators' (they loop over exp.generators): an executor may run them apart
+PER_GENERATOR = {"compare", "p-real", "transfer", "data-efficiency", "imbalance"}  # kinds whose arms of one generator
+# need nothing of the other generators' (they loop over exp.generators): an executor may run them apart. Not unlabelled:
+# its consistency-training arms take synthetic sets of any generator (unlabelled.ssl_synthetic)
 
 
 def _strategy_arm(exp: Experiment, name: str) -> Arm:
@@ -205,7 +209,9 @@ def _oversample(train: ImageDataset, missing: dict[str, int], seed: int) -> Imag
 @KINDS.register("unlabelled")
 def unlabelled(exp: Experiment) -> None:
     """An unlabelled pool: variations of each labelled image from diffusion models (trained with and without the
-    pool), class-conditional samples, and pseudo-labelling of the same pool (the baseline a generator must beat)."""
+    pool), class-conditional samples, pseudo-labelling of the same pool (the baseline a generator must beat),
+    consistency training on the pool (FixMatch family, the strongest alternative), synthetic sets added to it, and
+    the DPT route (a generator fitted on the consistency-trained model's pseudo-labels of the pool)."""
     from synthaug.experiments.quality import record_quality
     from synthaug.generators import GENERATORS
     from synthaug.synthetic.pseudo_label import pseudo_label
@@ -215,18 +221,27 @@ def unlabelled(exp: Experiment) -> None:
     for seed in exp.seeds:
         splits = exp.splits(seed)
         base_dir, base = exp.train_baseline(seed, splits)
-        exp.record("unlabelled", _baseline(), seed, base)
+        _record_with_compute(exp, _baseline(), seed, base)
         exp.keep_confusion("unlabelled", _baseline(), base)
+        tta_flip = bool(fit_to_data(exp.cfg.classifier, splits.train).tta_flip)
         # only the teacher's predictions label the pool
         pseudo = pseudo_label(load_classifier(base_dir)[0], splits.unlabelled, splits.train.class_names,
-                              spec_u.pseudo_label_tau, spec_u.pseudo_label_max,
-                              tta_flip=bool(fit_to_data(exp.cfg.classifier, splits.train).tta_flip))
+                              spec_u.pseudo_label_tau, spec_u.pseudo_label_max, tta_flip=tta_flip)
         exp.artefacts.setdefault("pseudo_label", {})[str(seed)] = {"kept": len(pseudo), "pool": len(splits.unlabelled),
                                                                    "tau": spec_u.pseudo_label_tau}
         if len(pseudo):
             _, metrics = exp.train_with_synthetic(seed, splits, pseudo, "pseudo-label", strategy="p_real", p_real=spec_u.p_real)
-            exp.record("unlabelled", Arm(PSEUDO, "pool", mixing="pseudo-label", p_real=spec_u.p_real), seed, metrics)
+            _record_with_compute(exp, Arm(PSEUDO, "pool", mixing="pseudo-label", p_real=spec_u.p_real), seed, metrics)
+        ssl_dirs = {}
+        for method in spec_u.ssl:
+            ssl_dirs[method], metrics = _train_ssl(exp, seed, splits, method)
+            _record_with_compute(exp, Arm(f"{method} on the pool ({spec_u.ssl_steps} steps)", "pool", mixing=method),
+                                 seed, metrics, ssl=True)
+            exp.keep_confusion("unlabelled", Arm(f"{method} on the pool ({spec_u.ssl_steps} steps)", "pool"), metrics)
+        made: dict[str, tuple[str, ImageDataset]] = {}  # label -> (generator, synthetic set), for unlabelled.ssl_synthetic
         for spec in exp.generators:
+            if spec.pseudo_labels:  # the DPT route, below: it needs the consistency-trained model first
+                continue
             gen_dir = exp.generator(spec, seed, splits)
             origin = "pool + labelled" if spec.unlabelled else "labelled only"
             if GENERATORS.resolve(spec.generator)[0].takes_sources != "no":
@@ -235,19 +250,76 @@ def unlabelled(exp: Experiment) -> None:
                         label = f"{spec.name}-var-t{t:g}-m{m}"
                         synthetic = exp.synthetic(spec, seed, splits, gen_dir, label=label,
                                                   variations={"per_image": m, "strengths": [t]})
+                        made[label] = (spec.name, synthetic)
                         arm = Arm(f"{spec.name} ({origin}) variations t={t:g} M={m}", "pool", spec.name, "p_real",
                                   spec_u.p_real, strength=t, per_image=m)
                         _, metrics = exp.train_with_synthetic(seed, splits, synthetic, label, strategy="p_real",
                                                               p_real=spec_u.p_real)
-                        exp.record("unlabelled", arm, seed, metrics)
+                        _record_with_compute(exp, arm, seed, metrics)
                         if exp.primary_view and m == spec_u.per_image[0]:
                             record_quality(exp, Arm(label, "quality", spec.name, strength=t, per_image=m), seed, splits,
                                            synthetic)
             if spec.unlabelled and spec_u.class_samples:
-                synthetic = exp.synthetic(spec, seed, splits, gen_dir, label=f"{spec.name}-samples")
-                _, metrics = exp.train_with_synthetic(seed, splits, synthetic, f"{spec.name}-samples", strategy="p_real",
-                                                      p_real=spec_u.p_real)
-                exp.record("unlabelled", Arm(f"{spec.name} ({origin}) class samples", "pool", spec.name, "p_real",
-                                             spec_u.p_real), seed, metrics)
+                label = f"{spec.name}-samples"
+                synthetic = exp.synthetic(spec, seed, splits, gen_dir, label=label)
+                made[label] = (spec.name, synthetic)
+                _, metrics = exp.train_with_synthetic(seed, splits, synthetic, label, strategy="p_real", p_real=spec_u.p_real)
+                _record_with_compute(exp, Arm(f"{spec.name} ({origin}) class samples", "pool", spec.name, "p_real",
+                                              spec_u.p_real), seed, metrics)
                 if exp.primary_view:
-                    record_quality(exp, Arm(f"{spec.name}-samples", "quality", spec.name), seed, splits, synthetic)
+                    record_quality(exp, Arm(label, "quality", spec.name), seed, splits, synthetic)
+        teacher = ssl_dirs.get(spec_u.ssl[0]) if spec_u.ssl else None
+        dpt = [g for g in exp.generators if g.pseudo_labels]
+        pool_labelled = pseudo_label(load_classifier(teacher)[0], splits.unlabelled, splits.train.class_names,
+                                     spec_u.dpt_tau, tta_flip=tta_flip) if dpt else None
+        for spec in dpt:
+            exp.artefacts.setdefault("dpt_pseudo_label", {})[str(seed)] = {
+                "kept": len(pool_labelled), "pool": len(splits.unlabelled), "tau": spec_u.dpt_tau, "teacher": str(teacher)}
+            dpt_splits = DatasetSplits(concat(splits.train, pool_labelled, name="labelled+pseudo-labelled pool"),
+                                       splits.test, splits.val)
+            gen_dir = exp.generator(spec, seed, dpt_splits, label=f"{spec.name}-tau{spec_u.dpt_tau:g}-{teacher.name}")
+            label = f"{spec.name}-samples"
+            synthetic = exp.synthetic(spec, seed, dpt_splits, gen_dir, label=label)
+            made[label] = (spec.name, synthetic)
+            _, metrics = exp.train_with_synthetic(seed, splits, synthetic, label, strategy="p_real", p_real=spec_u.p_real)
+            _record_with_compute(exp, Arm(f"{spec.name} (DPT: pool pseudo-labelled by {spec_u.ssl[0]}) class samples",
+                                          "pool", spec.name, "p_real", spec_u.p_real), seed, metrics)
+            if exp.primary_view:
+                record_quality(exp, Arm(label, "quality", spec.name), seed, splits, synthetic)
+        for label in spec_u.ssl_synthetic:
+            if label not in made:
+                raise ValueError(f"unlabelled.ssl_synthetic: no synthetic set {label!r} in this experiment; its sets are "
+                                 f"{', '.join(made) or 'none'}")
+            generator, synthetic = made[label]
+            for method in spec_u.ssl:
+                _, metrics = _train_ssl(exp, seed, splits, method, synthetic, label)
+                _record_with_compute(exp, Arm(f"{method} + {label} ({spec_u.ssl_steps} steps)", "pool", generator,
+                                              f"{method}+p_real", spec_u.p_real), seed, metrics, ssl=True)
+
+
+def _train_ssl(exp: Experiment, seed: int, splits: DatasetSplits, method: str, synthetic: ImageDataset | None = None,
+               synthetic_label: str | None = None) -> tuple[Path, dict]:
+    """One consistency-training run on the pool at unlabelled.ssl_steps (synthetic images, when given, join the
+    labelled stream at p_real). Its own fixed length: the budget views size supervised arms only."""
+    spec_u = exp.cfg.unlabelled
+    cfg = replace(exp.cfg.classifier, steps=spec_u.ssl_steps, ssl=method, ssl_ratio=spec_u.ssl_ratio,
+                  ssl_threshold=spec_u.ssl_threshold, seed=seed, device=exp.cfg.device, progress=False)
+    label = method if synthetic is None else f"{method}-{synthetic_label}"
+    p_real = None if synthetic is None else spec_u.p_real
+    return steps.train_classifier(exp.cache, label, splits, cfg, synthetic=synthetic, p_real=p_real,
+                                  key_extra={"unlabelled": len(splits.unlabelled)})
+
+
+def _record_with_compute(exp: Experiment, arm: Arm, seed: int, metrics: dict, ssl: bool = False) -> None:
+    """The arm's metrics plus what it cost: a row of images through the network while training (a consistency step
+    also sees a weak and a strong view of ssl_ratio unlabelled images per labelled one), and its training seconds
+    in artefacts.json (costs.train_seconds): a time is not a result to pair across seeds, and it differs between
+    otherwise identical runs."""
+    exp.record("unlabelled", arm, seed, metrics)
+    training = metrics.get("training", {})
+    if "total_steps" not in training:
+        return
+    per_step = exp.cfg.classifier.batch_size * (1 + 2 * exp.cfg.unlabelled.ssl_ratio if ssl else 1)
+    exp.add_row("unlabelled", arm, seed, "images_seen", training["total_steps"] * per_step)
+    seconds = exp.artefacts["costs"].setdefault("train_seconds", {}).setdefault(exp.experiment_name("unlabelled"), {})
+    seconds.setdefault(arm.name, {})[str(seed)] = training["train_seconds"]

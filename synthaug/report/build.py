@@ -12,11 +12,14 @@ from synthaug.report import figures
 from synthaug.report.answer import GROUPS, alpha_of, answer_sentence, forest_rows, headline, write_answer
 from synthaug.report.blocks import Block, Figure, Heading, Para, Table, to_html, to_markdown
 from synthaug.report.numbers import mean_ci, number, percent, points
-from synthaug.report.tables import arm_details, arm_table, metric_tables
+from synthaug.report.tables import arm_details, arm_table, compute_table, metric_tables
 from synthaug.utils import write_text_atomic
 
 QUALITY_FIRST = ["fid", "kid", "precision", "recall", "evaluator_agreement"]  # the quality table; the rest in details
 QUALITY_REST = ["inception_score", "density", "coverage", "mmd", "mmd_p_value", "memorisation_ratio"]
+
+
+SSL_METHODS = ("fixmatch", "freematch")  # Arm.mixing of consistency-training arms (experiments.kinds)
 
 
 class ReportBuilder:
@@ -349,6 +352,19 @@ class ReportBuilder:
                       "baseline), t = 1 generation from pure noise. Pseudo-labelling uses the same pool directly: the "
                       f"baseline classifier labels the pool images it is sure of (kept: {kept or 'none'})."),
                  arm_table(entry, alpha=self.alpha, seeds=self.seeds))
+        ssl_arms = [a for a, f in entry.get("fields", {}).items() if str(f.get("mixing") or "").split("+")[0] in SSL_METHODS]
+        if ssl_arms:
+            dpt = self.artefacts.get("dpt_pseudo_label", {})
+            dpt_kept = ", ".join(f"seed {s}: {v['kept']} of {v['pool']}" for s, v in sorted(dpt.items(), key=lambda kv: int(kv[0])))
+            self.add(Para("Consistency training (FixMatch family): each step also sees a weak and a strong view of unlabelled "
+                          "pool images; the weak view's confident prediction is the target for the strong view, and the "
+                          "moving average of the weights is the model tested. It trains at its own fixed length, so compare "
+                          "its cost below. " + (f"DPT route: a generator fitted on the labelled images plus the pool images "
+                          f"the consistency-trained model labels confidently (kept: {dpt_kept}); its class samples are "
+                          "added to the baseline and to consistency training." if dpt else "")))
+        costs = compute_table(entry, self.artefacts.get("costs", {}).get("train_seconds", {}).get("unlabelled"))
+        if costs:
+            self.add(Heading("What each arm cost to train", 3), costs)
         curves: dict[str, dict[float, dict]] = {}
         for arm, metrics in entry["arms"].items():
             fields = entry.get("fields", {}).get(arm, {})

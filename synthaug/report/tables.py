@@ -52,6 +52,25 @@ def arm_details(entry: dict[str, Any], metric: str = "accuracy", extra: tuple[st
     return Table(headers, rows) if rows else None
 
 
+def compute_table(entry: dict[str, Any], seconds: dict[str, dict[str, float]] | None = None,
+                  metric: str = "accuracy") -> Table | None:
+    """Each arm's accuracy beside what it cost to train: optimiser steps, images through the network (labelled,
+    synthetic and, for consistency training, both views of the unlabelled ones) and training seconds (mean over
+    seeds, from artefacts.json: on the machine and thread count of the run)."""
+    if not any("images_seen" in m for m in entry["arms"].values()):
+        return None
+    rows: list[list[Cell]] = []
+    for arm, metrics in entry["arms"].items():
+        if metric not in metrics:
+            continue
+        per_seed = list((seconds or {}).get(arm, {}).values())
+        seen = metrics.get("images_seen")
+        rows.append([arm, mean_ci(metrics[metric], metric), _steps(metrics.get("steps")),
+                     f"{seen['mean']:,.0f}" if seen else DASH,
+                     f"{sum(per_seed) / len(per_seed):.0f}" if per_seed else DASH])
+    return Table(["arm", f"{_unit(metric)} [95% CI]", "steps", "images seen", "training s"], rows)
+
+
 def _steps(s: dict[str, Any] | None) -> str:
     """Mean optimiser steps of an arm over seeds (with the spread when tuning chose differently per seed)."""
     if not s:

@@ -23,7 +23,7 @@ from synthaug.training.checkpoint import load_checkpoint, save_checkpoint
 from synthaug.training import distributed
 from synthaug.training.config import TrainConfig, fit_to_data
 from synthaug.training.sampler import BatchSampler
-from synthaug.training.ssl import UnlabelledStream, fixmatch_loss
+from synthaug.training.ssl import UnlabelledStream, fixmatch_loss, warmup_ema
 from synthaug.utils import resolve_device, use_bf16
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -199,9 +199,9 @@ class _Session:
         self.unlabelled = self._unlabelled_stream(data)
         self.ema = None  # the weights to evaluate, when averaged (consistency training)
         if cfg.ema_decay:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+            from torch.optim.swa_utils import AveragedModel
 
-            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+            self.ema = AveragedModel(model, multi_avg_fn=warmup_ema(cfg.ema_decay), use_buffers=True)
         self.state = _State()
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.ckpt = run.file(CHECKPOINT) if run else None

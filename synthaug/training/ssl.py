@@ -12,6 +12,8 @@ decides which images go where. Issue 26 wires it into `fit`.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -68,6 +70,26 @@ class SelfAdaptiveThreshold:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.global_level = state["global_level"].clone()
         self.class_level = state["class_level"].clone()
+
+
+def warmup_ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
+    """A `multi_avg_fn` for torch's AveragedModel: an exponential moving average whose decay grows with the number
+    of averages n so far as min(decay, (1 + n) / (10 + n)) (TensorFlow's ExponentialMovingAverage with
+    num_updates). torch's get_ema_multi_avg_fn keeps the decay fixed from the first step, and AveragedModel starts
+    from a copy of the initial weights: at 0.999 a 1,500-step run would still weigh its random start by 22 %
+    (0.999^1500). Warmed up, the start is forgotten within the first hundred steps; long runs get `decay`."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = float(num_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        if torch.is_floating_point(averaged[0]) or torch.is_complex(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1.0 - d)
+        else:  # integer buffers (batch norm's step count), as torch's own EMA treats them
+            for a, c in zip(averaged, current):
+                a.copy_(a * d + c * (1.0 - d))
+
+    return update
 
 
 class UnlabelledStream:
