@@ -455,7 +455,11 @@ def test_every_kind_runs_on_an_executor_with_the_sequential_rows(tiny_run, tmp_p
 
     sequential_dir, cfg, _ = tiny_run
     summary = run_experiment(cfg, tmp_path / "all", report=False, executor=LocalExecutor(workers=2, threads=1))
-    assert rows(tmp_path / "all") == rows(sequential_dir)
+
+    def results(out):  # the optimiser study's train_seconds rows are wall-clock times: they differ between any two runs
+        return [r for r in rows(out) if r["metric"] != "train_seconds"]
+
+    assert results(tmp_path / "all") == results(sequential_dir)
     assert summary["_meta"]["executor"]["steps_run_after"] == 0
 
     diffusion = {"steps": 4, "batch_size": 16, "block_out_channels": [8, 16], "num_train_timesteps": 50,
