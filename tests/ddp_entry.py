@@ -5,7 +5,9 @@
   checkpoint of the classifier or generator loop, as if the job had been killed there;
 - with SYNTHAUG_TEST_FAIL_RANK=R, rank R raises at the first periodic checkpoint while the others train on;
 - with SYNTHAUG_TEST_SLOW_LAST_WRITE=S, rank 0 waits S seconds before writing metrics.json / summary.json;
-- with SYNTHAUG_TEST_DONE_DIR=DIR, every rank writes DIR/rankR.done (the time.time() at which the CLI returned).
+- with SYNTHAUG_TEST_DONE_DIR=DIR, every rank writes DIR/rankR.done (the time.time() at which the CLI returned);
+- with SYNTHAUG_TEST_DUMP_DIR=DIR, every rank saves its classifier loop's state (weights, moving average, unlabelled
+  stream with FreeMatch's levels) to DIR/rankR.pt at every checkpoint, the last one after training.
 """
 
 import os
@@ -41,6 +43,25 @@ if os.environ.get("SYNTHAUG_TEST_FAIL_RANK") == str(RANK):
 
     _Session.checkpoint = failing
     GeneratorTrainer.checkpoint = failing
+
+if os.environ.get("SYNTHAUG_TEST_DUMP_DIR"):
+    import torch
+
+    from synthaug.training.loop import _Session
+
+    def dumping(original):
+        def checkpoint(self):
+            original(self)
+            state = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+            if self.ema is not None:
+                state.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
+            if self.unlabelled is not None:
+                state.update({f"unlabelled.{k}": v for k, v in self.unlabelled.state_dict().items()})
+            torch.save(state, os.path.join(os.environ["SYNTHAUG_TEST_DUMP_DIR"], f"rank{RANK}.pt"))
+
+        return checkpoint
+
+    _Session.checkpoint = dumping(_Session.checkpoint)
 
 if os.environ.get("SYNTHAUG_TEST_SLOW_LAST_WRITE") and RANK == 0:
     from synthaug.runs import Run

@@ -96,6 +96,38 @@ def test_ddp_cgan_tracks_one_process_and_resumes_in_one(tmp_path):
         assert sum(diffs) / len(diffs) < 0.1 and max(diffs) < 0.25, (key, one_curve, two_curve)
 
 
+def _rank_states(dump: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    return tuple(torch.load(dump / f"rank{r}.pt") for r in (0, 1))
+
+
+@pytest.mark.parametrize("ssl", [pytest.param("fixmatch", marks=pytest.mark.slow), "freematch"])  # freematch: the harder
+def test_ddp_consistency_training_keeps_the_ranks_identical(tmp_path, ssl):
+    """FixMatch / FreeMatch with small-cnn (batch norm per process on CPU) in 2 processes: each rank trains on its
+    share of the labelled batch and of the world's pool draw; at the end both hold the same weights, moving average
+    (batch-norm statistics: rank 0's), pool order and FreeMatch levels (all-reduced batch statistics), i.e. rank 0's
+    checkpoint is every rank's state. The logged pseudo-label rate is the ranks' mean."""
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    (tmp_path / "cfg.yaml").write_text("train:\n  log_every: 3\n")
+    run = torchrun(["train", "--config", str(tmp_path / "cfg.yaml"), "--dataset", "digits", "--per-class", "5",
+                    "--unlabelled", "60", "--model", "small-cnn", "--ssl", ssl, "--ssl-threshold", "0.3", "--steps", "6",
+                    "--batch-size", "8", "--ssl-ratio", "2", "--checkpoint-every", "3", "--threads", "1", "--no-progress",
+                    "--out", str(tmp_path / "two")], hooks={"SYNTHAUG_TEST_DUMP_DIR": str(dump)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = tmp_path / "two"
+    assert "8 of the 16" not in (out / "log.txt").read_text() and "4 of the 8 images" in (out / "log.txt").read_text()
+    rates = loss_rows(out, "pseudo_label_rate")
+    assert sorted(rates) == [3, 6] and all(0 <= r <= 1 for r in rates.values())
+    rank0, rank1 = _rank_states(dump)
+    assert sorted(rank0) == sorted(rank1)
+    assert any(k.startswith("ema.") and "running_mean" in k for k in rank0)  # batch-norm statistics are compared too
+    assert ("unlabelled.adaptive.class_level" in rank0) == (ssl == "freematch")
+    for key, value in rank0.items():
+        assert torch.equal(value, rank1[key]), key
+    if ssl == "freematch":  # the levels moved off their start (1 / classes), alike on both ranks
+        assert not torch.allclose(rank0["unlabelled.adaptive.class_level"], torch.full((10,), 0.1))
+
+
 @pytest.mark.slow
 def test_ddp_default_classifier_and_other_generators(tmp_path):
     """small-cnn (batch norm, per process on CPU, and dropout) tracks the one-process curve within 0.1 on average;

@@ -175,3 +175,56 @@ def test_the_moving_average_warms_up_then_decays_at_the_configured_rate():
         ema.update_parameters(start)
     assert ema.module.p.item() > 0.99  # the start is forgotten (fixed 0.999 would give 1 - 0.999^1500 = 0.78)
     assert ema.module.p.item() < 1.0
+
+# --- data-parallel: the pool's shards and FreeMatch's thresholds across ranks ----------------------------------------
+
+from synthaug.training.distributed import DistContext  # noqa: E402
+from synthaug.training.ssl import UnlabelledStream  # noqa: E402
+
+
+def test_ranks_draw_disjoint_shares_of_the_pool_whose_union_is_one_process_draw():
+    """Two ranks with the same seeded stream keep rows 0, 2, 4, ... and 1, 3, 5, ... of the world's draw of
+    ratio x global batch pool images: distinct pool images, and together exactly the views one process makes."""
+    cfg = TrainConfig(**{**SSL, "batch_size": 6, "ssl_ratio": 2})
+    pool = torch.arange(30, dtype=torch.uint8).mul(8).reshape(30, 1, 1, 1).expand(30, 1, 8, 8).contiguous()
+    streams = {name: UnlabelledStream(pool, cfg, torch.Generator().manual_seed(3), 3, flip=True, dist=dist)
+               for name, dist in (("one", DistContext()), ("rank0", DistContext(0, 2)), ("rank1", DistContext(1, 2)))}
+    drawn = {}
+    for name, stream in streams.items():
+        take = stream.order.take
+        stream.order.take = lambda k, _take=take, _name=name: drawn.setdefault(_name, []).append(_take(k)) or drawn[_name][-1]
+    for _ in range(3):  # 3 steps of 12 images from a pool of 30: the second pass over the pool starts in step 3
+        (weak, strong), (weak0, strong0), (weak1, strong1) = (s.next() for s in streams.values())
+        assert len(weak0) == len(weak1) == 6 and len(weak) == 12
+        assert torch.equal(weak0, weak[0::2]) and torch.equal(weak1, weak[1::2])
+        assert torch.equal(strong0, strong[0::2]) and torch.equal(strong1, strong[1::2])
+        world = drawn["one"][-1]
+        assert torch.equal(drawn["rank0"][-1], world) and torch.equal(drawn["rank1"][-1], world)  # one shared order
+        share0, share1 = set(world[0::2].tolist()), set(world[1::2].tolist())
+        assert not share0 & share1 and share0 | share1 == set(world.tolist())
+    states = [s.state_dict() for s in streams.values()]
+    assert all(torch.equal(states[0][k], other[k]) for other in states[1:] for k in states[0])  # one checkpoint state
+
+
+def test_freematch_thresholds_average_the_ranks_statistics_to_the_global_batch():
+    """With a 2-rank average (the all-reduce DistContext.mean does, faked here), both ranks fold in the mean of
+    their shards' statistics: the same levels as one process folding in the whole batch, step after step."""
+    g = torch.Generator().manual_seed(0)
+    one, rank0, rank1 = (SelfAdaptiveThreshold(num_classes=4, momentum=0.7) for _ in range(3))
+    for _ in range(5):
+        logits = torch.randn(12, 4, generator=g) * 3
+        expected = one.update(logits)
+        shards = [logits[0::2], logits[1::2]]
+        contributions = [SelfAdaptiveThreshold.batch_statistics(s) for s in shards]
+        world_mean = torch.stack(contributions).mean(0)
+
+        def all_reduce_mean(own: torch.Tensor) -> torch.Tensor:  # what DistContext.mean returns on every rank
+            assert any(torch.equal(own, c) for c in contributions)  # a rank hands in its own shard's statistics
+            return world_mean
+
+        got = [sat.update(shard, average=all_reduce_mean) for sat, shard in zip((rank0, rank1), shards)]
+        assert torch.equal(got[0], got[1])
+        assert torch.allclose(got[0], expected, rtol=1e-6, atol=1e-7)
+    assert torch.equal(rank0.thresholds(), rank1.thresholds())
+    assert torch.allclose(rank0.global_level, one.global_level) and torch.allclose(rank0.class_level, one.class_level)
+    assert not torch.allclose(SelfAdaptiveThreshold.batch_statistics(shards[0]), world_mean)  # the shards do differ

@@ -60,7 +60,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="average predictions with the mirrored image (default: the recipe's)")
     g.add_argument("--ssl", choices=["none", "fixmatch", "freematch"],
                    help="consistency training on the unlabelled pool (--unlabelled rest|N; giving a pool turns on "
-                        "fixmatch): fixmatch = pseudo-labels above --ssl-threshold, freematch = self-adaptive thresholds")
+                        "fixmatch): fixmatch = pseudo-labels above --ssl-threshold, freematch = self-adaptive thresholds; "
+                        "under torchrun each process takes its share of the pool draw")
     g.add_argument("--ssl-ratio", type=int, help="unlabelled images per labelled image in a batch (default 7)")
     g.add_argument("--ssl-threshold", type=float, help="fixmatch: confidence a pseudo-label needs (default 0.95)")
     g.add_argument("--ssl-weight", type=float, help="weight of the unlabelled loss (default 1)")

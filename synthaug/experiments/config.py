@@ -127,8 +127,6 @@ class ExperimentConfig:
         names = [g.name for g in self.generators]
         if len(set(names)) != len(names):
             raise ValueError(f"ExperimentConfig.generators: names must be unique, got {names}")
-        if "optimizers" in self.kinds and not any(g.generator == "cgan" for g in self.generators):
-            raise ValueError("ExperimentConfig: the optimizers kind compares GAN optimisers and needs a cgan generator")
         for p in self.p_real_values:
             if not 0 <= p <= 1:
                 raise ValueError(f"ExperimentConfig.p_real_values: {p} is not in [0, 1]")
@@ -155,3 +153,54 @@ class ExperimentConfig:
         if "tuned" in self.compare_at and self.classifier.steps != "auto":
             raise ValueError("ExperimentConfig.compare_at: 'tuned' needs classifier.steps: auto (steps chosen on validation "
                              f"per arm); classifier.steps is {self.classifier.steps!r}")
+        check_generator_settings(self)
+
+
+def optimizer_generator(cfg: ExperimentConfig) -> GeneratorSpec | None:
+    """The generator the optimizers kind trains once per optimiser: the first whose Config has an `optimizer` setting."""
+    from synthaug.generators import GENERATORS
+
+    return next((g for g in cfg.generators if GENERATORS.resolve(g.generator)[0].has_setting("optimizer")), None)
+
+
+def check_generator_settings(cfg: ExperimentConfig) -> None:
+    """Every setting the experiment hands a generator (its `config`, the optimizers kind's `optimizer`, the unlabelled
+    kind's variation `strengths`) must be one the generator has, with a valid value: checked here, before any fitting,
+    rather than when the step that uses it runs."""
+    from synthaug.config import ConfigError
+    from synthaug.generators import GENERATORS
+    from synthaug.generators.api import generator_config
+    from synthaug.generators.sources import varies_sources
+
+    def check(spec: GeneratorSpec, settings: dict[str, Any], why: str) -> None:
+        try:
+            generator_config(spec.generator, {**spec.config, **settings})
+        except ConfigError as exc:
+            raise ValueError(f"ExperimentConfig.generators[{spec.name!r}]{why}: {exc}") from exc
+
+    for spec in cfg.generators:
+        if spec.generator not in GENERATORS:
+            raise ValueError(f"ExperimentConfig.generators[{spec.name!r}].generator: unknown generator {spec.generator!r}; "
+                             f"available: {', '.join(GENERATORS.available())}")
+        check(spec, {}, ".config")
+    if "optimizers" in cfg.kinds:
+        spec = optimizer_generator(cfg)
+        if spec is None:
+            able = [n for n in GENERATORS.available() if GENERATORS.resolve(n)[0].has_setting("optimizer")]
+            raise ValueError(f"ExperimentConfig: the optimizers kind sets each generator `optimizer` of {cfg.optimizers}, but "
+                             f"no generator in `generators` ({', '.join(g.generator for g in cfg.generators) or 'none'}) has "
+                             f"that setting; add one that does ({', '.join(able)})")
+        for opt in cfg.optimizers:
+            check(spec, {"optimizer": opt}, f" (the optimizers kind's optimizer {opt!r})")
+    if "unlabelled" in cfg.kinds:
+        for spec in cfg.generators:
+            cls = GENERATORS.resolve(spec.generator)[0]
+            if not varies_sources(cls):
+                continue
+            if not cls.has_setting("strengths"):
+                raise ValueError(f"ExperimentConfig: the unlabelled kind makes variations at each of unlabelled.strengths "
+                                 f"{cfg.unlabelled.strengths} through the generator setting `strengths`, but generator "
+                                 f"{spec.name!r} ({spec.generator}) has no `strengths` setting; remove it from `generators` "
+                                 "or drop the unlabelled kind")
+            for t in cfg.unlabelled.strengths:
+                check(spec, {"strengths": [t]}, f" (the unlabelled kind's strength {t:g})")

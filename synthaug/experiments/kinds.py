@@ -139,9 +139,10 @@ def data_efficiency(exp: Experiment) -> None:
 @KINDS.register("optimizers")
 def optimizers(exp: Experiment) -> None:
     """The GAN trained with each optimiser: CAS, FID / KID / precision-recall, loss stability, time."""
+    from synthaug.experiments.config import optimizer_generator
     from synthaug.experiments.quality import generator_loss_stats, record_quality
 
-    spec = next(g for g in exp.cfg.generators if g.generator == "cgan")
+    spec = optimizer_generator(exp.cfg)  # checked at config: there is one
     for seed in exp.seeds:
         splits = exp.splits(seed)
         for opt in exp.cfg.optimizers:
@@ -214,6 +215,7 @@ def unlabelled(exp: Experiment) -> None:
     the DPT route (a generator fitted on the consistency-trained model's pseudo-labels of the pool)."""
     from synthaug.experiments.quality import record_quality
     from synthaug.generators import GENERATORS
+    from synthaug.generators.sources import varies_sources
     from synthaug.synthetic.pseudo_label import pseudo_label
     from synthaug.training.classify import load_classifier
 
@@ -244,7 +246,7 @@ def unlabelled(exp: Experiment) -> None:
                 continue
             gen_dir = exp.generator(spec, seed, splits)
             origin = "pool + labelled" if spec.unlabelled else "labelled only"
-            if GENERATORS.resolve(spec.generator)[0].takes_sources != "no":
+            if varies_sources(GENERATORS.resolve(spec.generator)[0]):  # its `strengths` setting: checked at config
                 for m in spec_u.per_image:
                     for t in spec_u.strengths:
                         label = f"{spec.name}-var-t{t:g}-m{m}"

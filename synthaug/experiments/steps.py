@@ -164,9 +164,9 @@ def make_synthetic_set(cache: StepCache, generator_dir: Path, spec: SyntheticSpe
 
 def _varies_real_images(generator_dir: Path) -> bool:
     """Whether the generator in `generator_dir` makes variations of real images (then per_image applies)."""
-    from synthaug.generators import GENERATORS, read_spec
+    from synthaug.generators import GENERATORS, read_spec, sampling_mode
 
-    return GENERATORS.resolve(read_spec(generator_dir)["generator"])[0].takes_sources == "required"
+    return sampling_mode(GENERATORS.resolve(read_spec(generator_dir)["generator"])[0]) == "variations"
 
 
 def train_classifier(cache: StepCache, label: str, splits: DatasetSplits, cfg: TrainConfig,

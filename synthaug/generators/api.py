@@ -11,7 +11,8 @@ import torch
 
 from synthaug.config import ConfigError, from_dict
 from synthaug.data import DataConfig, ImageDataset, load_data
-from synthaug.generators.base import GENERATORS, Generator, SourceImages, cycle_sources, load_generator, rule_steps
+from synthaug.generators.base import GENERATORS, Generator, load_generator, rule_steps
+from synthaug.generators.sources import SourceImages, choose_sources, sampling_mode, source_pool
 from synthaug.runs import Run, check_resume_matches
 from synthaug.utils import to_jsonable, write_json_atomic
 
@@ -105,11 +106,10 @@ def sample_to_folder(run_dir: str | Path, out: str | Path, per_class: int, seed:
         gen.override({**overrides, "device": device})
     labels = torch.arange(gen.num_classes).repeat_interleave(per_class)
     tensors: dict[str, torch.Tensor] = {"labels": labels}
-    if gen.takes_sources == "required":  # variations: the first per_class source images of each class, in turn
-        sources = generator_sources(gen, run_dir)
-        picks = cycle_sources(sources, labels)
-        images = gen.sample(labels, seed=seed, batch_size=batch_size, sources=sources.images[picks])
-        tensors["source_index"] = sources.index[picks]
+    if sampling_mode(gen) == "variations":  # the first per_class source images of each class, in turn
+        chosen = choose_sources(generator_sources(gen, run_dir), labels)
+        images = gen.sample(labels, seed=seed, batch_size=batch_size, sources=chosen.images)
+        tensors["source_index"] = chosen.index
     else:
         images = gen.sample(labels, seed=seed, batch_size=batch_size)
     info = {"generator": gen.name, "run": str(Path(run_dir).resolve()), "seed": seed, "per_class": per_class,
@@ -124,10 +124,6 @@ def sample_to_folder(run_dir: str | Path, out: str | Path, per_class: int, seed:
 
 def generator_sources(gen: Generator, run_dir: str | Path) -> SourceImages:
     """The real images a generator varies: its own (kept at fit), else the real training split of its run."""
-    own = gen.source_set()
-    if own is not None:
-        return own
     from synthaug.synthetic.make import generator_data_config
 
-    real = load_data(generator_data_config(run_dir)).train
-    return SourceImages(real.images, real.labels, torch.arange(len(real)))
+    return source_pool(gen, lambda: load_data(generator_data_config(run_dir)).train)[0]

@@ -1,15 +1,15 @@
-"""The contract every generator follows: fit(data), sample(labels, seed) -> uint8, save(dir) / load(dir).
+"""The contract every generator follows: fit(data), sample(labels, seed, sources=None) -> uint8, save(dir) / load(dir).
 
 Some generators make their images *from real ones* (image-to-image variations, style transfer, SDEdit):
-they declare it in `takes_sources`, and `sample` then also takes one source image per label. Callers
-(`generator sample`, `synth make`) pick the sources with `cycle_sources` from the generator's own
-`source_set()` (or the real training split) and record which source each output came from.
+they declare it in `takes_sources`, and `sample` then varies one source image per label. Callers never pick
+source images themselves: generators.sources holds the one rule (`sampling_mode`, `source_pool`,
+`choose_sources`), and `sample` refuses sources it cannot use.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -17,6 +17,7 @@ import torch
 
 from synthaug.config import from_dict
 from synthaug.data.base import ImageDataset
+from synthaug.generators.sources import SourceImages
 from synthaug.registry import Registry
 from synthaug.runs import Run
 from synthaug.utils import to_jsonable, write_json_atomic
@@ -74,71 +75,6 @@ def rule_steps(cfg: GeneratorConfig, images: int) -> int:
     return min(cfg.max_steps, max(cfg.min_steps, math.ceil(cfg.epochs * images / cfg.batch_size)))
 
 
-@dataclass
-class SourceImages:
-    """Real images a generator varies, with where each came from."""
-
-    images: torch.Tensor  # uint8 [N, C, H, W], the generator's image shape
-    labels: torch.Tensor  # int64 [N], class of each source image
-    index: torch.Tensor  # int64 [N], position of each image in the real training split it was taken from
-
-    def __post_init__(self) -> None:
-        self.labels = torch.as_tensor(self.labels, dtype=torch.int64)
-        self.index = torch.as_tensor(self.index, dtype=torch.int64)
-        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise ValueError(f"source images must be uint8 [N, C, H, W], got {self.images.dtype} {tuple(self.images.shape)}")
-        if not len(self.images) == len(self.labels) == len(self.index):
-            raise ValueError(f"source images ({len(self.images)}), labels ({len(self.labels)}) and index ({len(self.index)}) "
-                             "must have the same length")
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-
-def cycle_sources(sources: SourceImages, labels: torch.Tensor, already: dict[int, int] | None = None) -> torch.Tensor:
-    """Positions in `sources` for each label: the k-th request of class c takes the (k mod n_c)-th source image of
-    class c, so M rounds over a class give every one of its images exactly M variations. `already` counts the requests
-    of each class served by earlier calls (updated in place), so successive calls continue the rotation."""
-    already = {} if already is None else already
-    picks = torch.empty(len(labels), dtype=torch.int64)
-    for c in labels.unique().tolist():
-        of_class = torch.nonzero(sources.labels == c).flatten()
-        if len(of_class) == 0:
-            raise ValueError(f"no source image of class {c} to vary; the generator's source images cover classes "
-                             f"{sorted(set(sources.labels.tolist()))}")
-        where = torch.nonzero(labels == c).flatten()
-        start = already.get(c, 0)
-        picks[where] = of_class[(start + torch.arange(len(where))) % len(of_class)]
-        already[c] = start + len(where)
-    return picks
-
-
-def choose_sources(data: ImageDataset, per_class: int | None, seed: int) -> SourceImages:
-    """All training images, or `per_class` of each class drawn with `seed`; `index` says where each sits in `data`."""
-    if per_class is None:
-        index = torch.arange(len(data))
-    else:
-        g = torch.Generator().manual_seed(seed)
-        picks = []
-        for c in range(data.num_classes):
-            of_class = torch.nonzero(data.labels == c).flatten()
-            picks.append(of_class[torch.randperm(len(of_class), generator=g)[:per_class]].sort().values)
-        index = torch.cat(picks)
-    return SourceImages(data.images[index].clone(), data.labels[index].clone(), index)
-
-
-def check_sources(gen: "Generator", labels: torch.Tensor, sources: torch.Tensor | None) -> torch.Tensor:
-    """`sources` as given to `sample`, checked: uint8, one image of the generator's shape per label."""
-    if sources is None:
-        raise ValueError(f"{gen.name} makes variations of real images: pass sources= (one uint8 image per label); "
-                         "`generator sample` and `synth make` pass its source_set() or the real training split")
-    sources = torch.as_tensor(sources)
-    if sources.dtype != torch.uint8 or tuple(sources.shape) != (len(labels), *gen.image_shape):
-        raise ValueError(f"{gen.name}: sources must be uint8 {(len(labels), *gen.image_shape)} (one per label), "
-                         f"got {sources.dtype} {tuple(sources.shape)}")
-    return sources
-
-
 class Generator:
     """A class-conditional image generator.
 
@@ -168,14 +104,41 @@ class Generator:
         `unlabelled` (UnlabelledImages): extra images without labels, for generators that can use them."""
         raise NotImplementedError
 
-    def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256) -> torch.Tensor:
+    def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256,
+               sources: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 images [N, C, H, W] of the given classes; the same seed gives the same images.
 
-        Generators whose `takes_sources` is not "no" accept a keyword `sources`: uint8 [N, C, H, W], one real image
-        per label; output i is then a variation of sources[i] made for class labels[i] (usually its own class; another
-        class gives an inter-class edit, as in Diff-Mix). Callers pass `sources` only to such generators.
+        `sources` are real images to vary: uint8 [N, C, H, W] in the generator's image shape, one per label (choose
+        them with generators.sources.choose_sources). Output i is then a variation of sources[i] made for class
+        labels[i] (usually its own class; another class gives an inter-class edit, as in Diff-Mix). What a generator
+        does with them is its `takes_sources`: "no" raises a ValueError when given any, "required" raises one when
+        given none, "optional" samples from the labels alone without them. Implementations begin with
+        `sources = self.check_sources(labels, sources)`.
         """
         raise NotImplementedError
+
+    def check_sources(self, labels: torch.Tensor, sources: torch.Tensor | None) -> torch.Tensor | None:
+        """`sources` as given to `sample`, checked against `takes_sources`: uint8, one image of the generator's shape
+        per label; None where the generator samples without them."""
+        if sources is None:
+            if self.takes_sources == "required":
+                raise ValueError(f"{self.name} makes variations of real images: pass sources= (one uint8 image per "
+                                 "label); `generator sample` and `synth make` pass its source_set() or the real training split")
+            return None
+        if self.takes_sources == "no":
+            raise ValueError(f"{self.name} samples from class labels only and cannot vary source images; call sample "
+                             "without sources= (generators that can: "
+                             f"{', '.join(n for n in GENERATORS.available() if GENERATORS.resolve(n)[0].takes_sources != 'no')})")
+        sources = torch.as_tensor(sources)
+        if sources.dtype != torch.uint8 or tuple(sources.shape) != (len(labels), *self.image_shape):
+            raise ValueError(f"{self.name}: sources must be uint8 {(len(labels), *self.image_shape)} (one per label), "
+                             f"got {sources.dtype} {tuple(sources.shape)}")
+        return sources
+
+    @classmethod
+    def has_setting(cls, name: str) -> bool:
+        """Whether `name` is a field of this generator's Config (what config overrides and sampling settings may set)."""
+        return name in {f.name for f in fields(cls.Config)}
 
     def sampling_noise(self, labels: torch.Tensor, seed: int) -> torch.Tensor | None:
         """The noise `sample(labels, seed)` starts from, drawn from its own seeded stream; None where sampling

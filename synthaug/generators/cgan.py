@@ -269,8 +269,10 @@ class CGAN(TrainableGenerator):
         self._stats_fresh = True
 
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256) -> torch.Tensor:
+    def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256,
+               sources: torch.Tensor | None = None) -> torch.Tensor:
         labels = self.check_labels(labels)
+        self.check_sources(labels, sources)  # none taken: given any, a clear error
         if self.cfg.d_keep == 1:
             return self.from_noise(self.sampling_noise(labels, seed), labels, batch_size)
         if not self._has_d:

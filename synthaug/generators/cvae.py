@@ -140,8 +140,10 @@ class CVAE(TrainableGenerator):
         return {k: v.detach() for k, v in out.items()}
 
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256) -> torch.Tensor:
+    def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256,
+               sources: torch.Tensor | None = None) -> torch.Tensor:
         labels = self.check_labels(labels)
+        self.check_sources(labels, sources)  # none taken: given any, a clear error
         return self.from_noise(self.sampling_noise(labels, seed), labels, batch_size)
 
     def sampling_noise(self, labels: torch.Tensor, seed: int) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synthaug.generators.base import GENERATORS, GeneratorConfig, check_sources
+from synthaug.generators.base import GENERATORS, GeneratorConfig
 from synthaug.generators.layers import EMA, eval_mode, seeded_init
 from synthaug.generators.loop import Batch, TrainableGenerator, to_signed, to_uint8
 
@@ -210,10 +210,11 @@ class Diffusion(TrainableGenerator):
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256, sources: torch.Tensor | None = None) -> torch.Tensor:
         labels = self.check_labels(labels)
+        sources = self.check_sources(labels, sources)
         noise = self.sampling_noise(labels, seed)
         if sources is not None:
             net = self.ema.model if self.ema is not None else self.unet
-            return self.vary(net, labels, check_sources(self, labels, sources), noise, seed, batch_size)
+            return self.vary(net, labels, sources, noise, seed, batch_size)
         return self.from_noise(noise, labels, batch_size)
 
     def sampling_noise(self, labels: torch.Tensor, seed: int) -> torch.Tensor:

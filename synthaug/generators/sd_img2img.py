@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from synthaug.data.base import ImageDataset
-from synthaug.generators.base import GENERATORS, Generator, SourceImages, check_sources, choose_sources, refuse_unlabelled
+from synthaug.generators.base import GENERATORS, Generator, refuse_unlabelled
+from synthaug.generators.sources import SourceImages, keep_sources
 from synthaug.generators.stable_diffusion import (ImagePlan, StableDiffusionConfig, StableDiffusionGenerator, explain_out_of_memory,
                                                   generation_size, to_dataset_images, to_rgb_float)
 from synthaug.generators.textual_inversion import TextualInversionSettings, TextualInversionTrainer, class_tokens
@@ -101,7 +102,7 @@ class StableDiffusionImg2Img(StableDiffusionGenerator):
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256, sources: torch.Tensor | None = None) -> torch.Tensor:
         labels = self.check_labels(labels)
-        sources = check_sources(self, labels, sources)
+        sources = self.check_sources(labels, sources)
         out = torch.empty((len(labels), *self.image_shape), dtype=torch.uint8)
         if len(labels) == 0:
             return out
@@ -127,7 +128,7 @@ class StableDiffusionImg2Img(StableDiffusionGenerator):
         refuse_unlabelled(self, unlabelled)
         self.learned_embeddings = {}
         summary = super().fit(data, run, resume)
-        self.sources = choose_sources(data, self.cfg.max_sources_per_class, self.cfg.seed)
+        self.sources = keep_sources(data, self.cfg.max_sources_per_class, self.cfg.seed)
         summary["sources"] = len(self.sources)
         if self.cfg.textual_inversion_steps > 0:
             summary.update(self.learn_class_tokens(run, resume))

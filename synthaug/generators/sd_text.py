@@ -22,8 +22,10 @@ class StableDiffusionText(StableDiffusionGenerator):
     Config = StableDiffusionConfig
 
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256) -> torch.Tensor:
+    def sample(self, labels: torch.Tensor, seed: int, batch_size: int = 256,
+               sources: torch.Tensor | None = None) -> torch.Tensor:
         labels = self.check_labels(labels)
+        self.check_sources(labels, sources)  # none taken: given any, a clear error
         out = torch.empty((len(labels), *self.image_shape), dtype=torch.uint8)
         if len(labels) == 0:
             return out

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthaug.data.base import ImageDataset
-from synthaug.generators.base import GENERATORS, Generator, GeneratorConfig, SourceImages, check_sources, choose_sources, read_spec, refuse_unlabelled
+from synthaug.generators.base import GENERATORS, Generator, GeneratorConfig, read_spec, refuse_unlabelled
+from synthaug.generators.sources import SourceImages, keep_sources
 from synthaug.generators.stable_diffusion import (LEAKAGE_WARNING, PretrainedModelError, generation_size, image_rng, offline,
                                                   to_dataset_images, to_rgb_float)
 from synthaug.runs import Run
@@ -288,7 +289,7 @@ class StyleTransfer(Generator):
         from tqdm.auto import tqdm
 
         labels = self.check_labels(labels)
-        sources = check_sources(self, labels, sources)
+        sources = self.check_sources(labels, sources)
         out = torch.empty((len(labels), *self.image_shape), dtype=torch.uint8)
         if len(labels) == 0:
             return out
@@ -320,7 +321,7 @@ class StyleTransfer(Generator):
                              f"{len(data)} images {tuple(data.images.shape[1:])} of {data.class_names}")
         start = time.perf_counter()
         self.vgg()
-        self.sources = choose_sources(data, None, self.cfg.seed)
+        self.sources = keep_sources(data, None, self.cfg.seed)
         if self.cfg.style_images:
             self.styles, self.style_names = read_style_folder(Path(self.cfg.style_images), self.work_size)
         if run is not None:

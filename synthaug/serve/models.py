@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from synthaug.config import ConfigError
-from synthaug.generators.base import Generator, load_generator
+from synthaug.generators import GENERATORS, Generator, load_generator
+from synthaug.generators.sources import samples_from_labels
 from synthaug.serve.batching import Request
 from synthaug.training.classify import load_classifier
 from synthaug.training.config import TrainConfig
@@ -83,9 +84,10 @@ def load_generators(entries: list[str | Path], device: str) -> dict[str, ServedG
     served = {}
     for name, entry in zip(unique_names(entries), entries):
         gen = load_generator(split_named(entry)[1], device=device)
-        if getattr(gen, "takes_sources", "no") == "required":
+        if not samples_from_labels(gen):
+            able = [n for n in GENERATORS.available() if samples_from_labels(GENERATORS.resolve(n)[0])]
             raise ConfigError(f"generator {name} ({gen.name}) only makes variations of real images it is given; "
-                              "synthaug serve generates from a class alone: serve a cgan, cvae, diffusion or sd-text run")
+                              f"synthaug serve generates from a class alone: serve a run of {', '.join(able)}")
         gen.sample(torch.zeros(1, dtype=torch.int64), seed=0)
         served[name] = ServedGenerator(name, gen)
         log.info("generator %s: %s, classes %s", name, gen.name, gen.class_names)

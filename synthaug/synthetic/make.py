@@ -14,8 +14,9 @@ import torch
 
 from synthaug.config import ConfigError, from_dict
 from synthaug.data import DataConfig, ImageDataset, MismatchError, load_data
-from synthaug.generators.base import WEIGHTS_FILE, SourceImages, cycle_sources, read_spec
+from synthaug.generators.base import WEIGHTS_FILE, Generator, read_spec
 from synthaug.generators.ensemble import load_generators
+from synthaug.generators.sources import SourceImages, choose_sources, sampling_mode, source_pool
 from synthaug.synthetic.filters import FilterContext, SampleFilter, parse_filter
 from synthaug.synthetic.store import write_synthetic
 from synthaug.utils import config_hash, file_digest
@@ -101,47 +102,38 @@ def filter_classifier(cfg: SynthConfig, real: ImageDataset) -> torch.nn.Module:
 @dataclass
 class Variations:
     """Variations mode: the source images, and how many requests of each class they have served (so that rounds
-    continue the rotation of cycle_sources: with per_image M, every source image gets M variations)."""
+    continue the rotation of choose_sources: with per_image M, every source image gets M variations)."""
 
     sources: SourceImages
     origin: str  # where the sources came from, for the manifest
     served: dict[int, int] = field(default_factory=dict)
 
 
-def _variations(cfg: SynthConfig, generator, real: ImageDataset | None) -> Variations | None:
+def _variations(cfg: SynthConfig, generator: Generator, real: ImageDataset | None) -> Variations | None:
     """None in labels mode; else the generator's own source images or the real training split of its run."""
-    takes = getattr(generator, "takes_sources", "no")
-    mode = cfg.mode if cfg.mode != "auto" else ("variations" if takes == "required" else "labels")
-    if mode == "labels":
-        if takes == "required":
-            raise ConfigError(f"generator {generator.name} makes variations of real images and cannot sample from labels "
-                              "alone; use --mode variations (or auto)")
+    if sampling_mode(generator, cfg.mode) == "labels":
         if cfg.per_image is not None:
             raise ConfigError("--per-image counts variations per source image: it needs --mode variations")
         return None
-    if takes == "no":
-        raise ConfigError(f"generator {generator.name} samples from class labels only and cannot vary source images; "
-                          "use --mode labels")
     if cfg.ensemble:
         raise ConfigError("--ensemble is not supported in variations mode; make one synthetic set per generator")
-    own = generator.source_set()
-    if own is not None:
-        return Variations(own, "the generator's run folder (training images kept at fit)")
-    real = real if real is not None else load_data(generator_data_config(cfg.generator_run)).train
-    return Variations(SourceImages(real.images, real.labels, torch.arange(len(real))), "the real training split of the generator's run")
+
+    def run_split() -> ImageDataset:  # loaded only where the generator kept no source images of its own
+        return real if real is not None else load_data(generator_data_config(cfg.generator_run)).train
+
+    return Variations(*source_pool(generator, run_split))
 
 
-def _draw(generator, counts: dict[int, int], seed: int, batch_size: int,
+def _draw(generator: Generator, counts: dict[int, int], seed: int, batch_size: int,
           variations: Variations | None) -> tuple[torch.Tensor, torch.Tensor, dict[str, list[Any]]]:
     """Sample one round; returns images, labels and per-image details (source index, prompt, strength, ...)."""
     labels = torch.cat([torch.full((n,), c, dtype=torch.int64) for c, n in counts.items() if n > 0])
-    details = getattr(generator, "sample_details", None)
     if variations is None:
         images = generator.sample(labels, seed=seed, batch_size=batch_size)
-        return images, labels, details(labels, seed) if details else {}
-    picks = cycle_sources(variations.sources, labels, variations.served)
-    images = generator.sample(labels, seed=seed, batch_size=batch_size, sources=variations.sources.images[picks])
-    return images, labels, {"source_index": variations.sources.index[picks].tolist(), **details(labels, seed, with_sources=True)}
+        return images, labels, generator.sample_details(labels, seed)
+    chosen = choose_sources(variations.sources, labels, variations.served)
+    images = generator.sample(labels, seed=seed, batch_size=batch_size, sources=chosen.images)
+    return images, labels, {"source_index": chosen.index.tolist(), **generator.sample_details(labels, seed, with_sources=True)}
 
 
 def make_synthetic(cfg: SynthConfig, out: str | Path, real: ImageDataset | None = None) -> dict[str, Any]:

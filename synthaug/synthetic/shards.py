@@ -81,11 +81,11 @@ def make_shard(cfg: SynthConfig, shard: tuple[int, int], out: str | Path, chunk_
     from synthaug.generators.base import read_spec
     from synthaug.synthetic.make import generator_data_config
 
-    from synthaug.generators import GENERATORS
+    from synthaug.generators import GENERATORS, sampling_mode
 
     index, count = shard
-    needs_sources = GENERATORS.resolve(read_spec(cfg.generator_run)["generator"])[0].takes_sources == "required"
-    if cfg.per_image is not None or cfg.mode == "variations" or (cfg.mode == "auto" and needs_sources):
+    generator = GENERATORS.resolve(read_spec(cfg.generator_run)["generator"])[0]
+    if cfg.per_image is not None or sampling_mode(generator, cfg.mode) == "variations":
         raise ConfigError("--shard splits sets sampled from class labels; variations of real images (--mode variations, "
                           "--per-image, or a generator that needs source images) are made in one go")
     if chunk_per_class < 1:

@@ -6,6 +6,8 @@ module supplies the few things that differ from one process:
 - **one global batch, sharded:** every rank holds all the in-memory images and draws the *same* global
   batch from the same seeded sampler, then keeps rows rank, rank + N, rank + 2N, ... So the global batch is
   the same whatever N is, and a p_real batch (real rows first, synthetic after) gives every rank its mix.
+- **the unlabelled pool** (consistency training) is drawn and sharded the same way (ssl_ratio x the global
+  batch, rows rank, rank + N, ...); FreeMatch's thresholds fold in batch statistics averaged with `mean`.
 - **gradients averaged:** the networks an optimiser updates are wrapped in DistributedDataParallel; with
   equal shards, the average of the ranks' mean losses is the mean loss over the global batch.
 - **rank 0 writes:** `Run` objects on the other ranks write nothing; losses are averaged over the ranks

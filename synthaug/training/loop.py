@@ -213,10 +213,9 @@ class _Session:
         if data.unlabelled is None or len(data.unlabelled) == 0:
             raise ValueError(f"TrainConfig.ssl {self.cfg.ssl} trains on an unlabelled pool, and there is none: set "
                              "data.unlabelled (rest or a number of images; --unlabelled on the command line)")
-        if self.dist.enabled:
-            raise ValueError("consistency training (TrainConfig.ssl) does not run data-parallel yet; use one process")
+        # data-parallel: every rank draws the world's pool images and keeps its share, as with the labelled batch
         return UnlabelledStream(data.unlabelled.images.to(self.device), self.cfg, self.g, self.num_classes,
-                                flip=data.real.provenance.get("hflip", True) is not False)
+                                flip=data.real.provenance.get("hflip", True) is not False, dist=self.dist)
 
     def step(self) -> torch.Tensor:
         """One optimiser step on the next batch (and, with consistency training, the next pool images)."""
@@ -262,6 +261,8 @@ class _Session:
             group["lr"] = self.cfg.lr * lr_factor(self.state.step, self.total, self.cfg)
 
     def checkpoint(self) -> None:
+        if self.ema is not None:  # its batch-norm statistics average each rank's own (CPU): keep rank 0's, as saved
+            self.dist.sync_buffers([self.ema])
         if not self.writes:
             return
         extra = {"rng.global": torch.get_rng_state(), "rng.sampler": self.g.get_state(),
@@ -333,10 +334,10 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None = N
         if log_now:
             mean_loss = float(s.dist.mean(running) / running_n)  # over all ranks: the global batch's loss
             progress.set_postfix(loss=f"{mean_loss:.4f}")
+            row = {"step": state.step, "loss": mean_loss, "lr": s.optimizer.param_groups[0]["lr"]}
+            if s.unlabelled is not None:  # share of the step's pool images whose pseudo-label cleared the threshold
+                row["pseudo_label_rate"] = float(s.dist.mean(s.unlabelled.mask_rate))  # equal shards: the world's
             if run:
-                row = {"step": state.step, "loss": mean_loss, "lr": s.optimizer.param_groups[0]["lr"]}
-                if s.unlabelled is not None:  # share of pool images whose pseudo-label cleared the threshold
-                    row["pseudo_label_rate"] = float(s.unlabelled.mask_rate)
                 run.append_metrics(row)
             running, running_n = torch.zeros((), device=device), 0
         if eval_now and not s.keep_if_best(val):
@@ -348,7 +349,7 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None = N
             s.checkpoint()
     state.train_seconds += time.perf_counter() - start
     progress.close()
-    s.dist.check_in_sync({"the classifier": model})
+    s.dist.check_in_sync({"the classifier": model, **({"the moving average": s.ema} if s.ema is not None else {})})
     if s.best_weights is not None and cfg.restore_best:
         model.load_state_dict(s.best_weights)  # keep the weights that scored best on validation
     elif s.ema is not None:

@@ -8,6 +8,11 @@ so that early in training (or for hard classes) pseudo-labels are not starved.
 
 Kept apart from the loop (training/loop.py) so that the arithmetic is checked by hand in the tests; the loop only
 decides which images go where. Issue 26 wires it into `fit`.
+
+Under torchrun the pool follows the labelled stream's convention (training/distributed.py): `ssl_ratio` x the *global*
+batch is drawn, viewed and augmented whole on every rank from the shared seeded stream, and rank r keeps rows r, r + N,
+..., so the union over ranks is what one process draws. FreeMatch's levels fold in batch statistics averaged over the
+ranks (equal shards: the global batch's means), so every rank holds the same thresholds and a checkpoint holds them once.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch.nn.functional as F
 
 from synthaug.training.augment import random_erasing, random_flip, random_translate
 from synthaug.training.batch_augment import RANDAUGMENT, BatchAutoAugment
+from synthaug.training.distributed import DistContext
 from synthaug.training.sampler import ShuffledStream
 
 
@@ -52,13 +58,27 @@ class SelfAdaptiveThreshold:
         self.global_level = torch.tensor(1.0 / num_classes)
         self.class_level = torch.full((num_classes,), 1.0 / num_classes)
 
+    @staticmethod
     @torch.no_grad()
-    def update(self, logits_weak: torch.Tensor) -> torch.Tensor:
-        """Fold one batch of weak-view predictions into the levels; return the per-class thresholds to use now."""
+    def batch_statistics(logits_weak: torch.Tensor) -> torch.Tensor:
+        """What one batch contributes, as one tensor (one all-reduce under torchrun): [mean max-probability, mean
+        probability of class 0, 1, ...]. Means over equal shards average to the means over their union."""
         probs = logits_weak.detach().float().softmax(1).cpu()
+        return torch.cat([probs.max(1).values.mean().reshape(1), probs.mean(0)])
+
+    @torch.no_grad()
+    def update(self, logits_weak: torch.Tensor,
+               average: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """Fold one batch of weak-view predictions into the levels; return the per-class thresholds to use now.
+        `average` (data-parallel: DistContext.mean) turns this rank's statistics into the ranks' mean first."""
+        statistics = self.batch_statistics(logits_weak)
+        return self.fold(statistics if average is None else average(statistics))
+
+    def fold(self, statistics: torch.Tensor) -> torch.Tensor:
+        """Move the levels toward one batch's `batch_statistics`; return the per-class thresholds."""
         m = self.momentum
-        self.global_level = m * self.global_level + (1 - m) * probs.max(1).values.mean()
-        self.class_level = m * self.class_level + (1 - m) * probs.mean(0)
+        self.global_level = m * self.global_level + (1 - m) * statistics[0]
+        self.class_level = m * self.class_level + (1 - m) * statistics[1:]
         return self.thresholds()
 
     def thresholds(self) -> torch.Tensor:
@@ -96,21 +116,32 @@ class UnlabelledStream:
     """The unlabelled half of a consistency-training step: the pool (on the training device) in its own shuffled
     order, `ratio` x batch images a step, each as a weak view (flip where the data allows it, translation) and a
     strong one (the weak view's geometry, then RandAugment with a magnitude drawn per image and op, as in FixMatch,
-    then a cutout). Its order and thresholds are part of the checkpoint, so a resumed run continues exactly."""
+    then a cutout). Its order and thresholds are part of the checkpoint, so a resumed run continues exactly.
 
-    def __init__(self, pool: torch.Tensor, cfg, generator: torch.Generator, num_classes: int, flip: bool) -> None:
+    Data-parallel (`dist` of several ranks): `cfg.batch_size` is the global batch, so `ratio` x batch is the world's
+    draw; every rank draws and augments it whole from the shared generator and keeps its rows (`dist.shard`), as the
+    labelled batch does. The ranks' shares are disjoint, their union is one process's draw, and the generator and
+    order advance alike on every rank (one copy in the checkpoint). Augmenting the whole draw repeats that work N times."""
+
+    def __init__(self, pool: torch.Tensor, cfg, generator: torch.Generator, num_classes: int, flip: bool,
+                 dist: DistContext | None = None) -> None:
         if len(pool) == 0:
             raise ValueError("consistency training needs a non-empty unlabelled pool")
         self.pool, self.cfg, self.g, self.flip = pool, cfg, generator, flip
-        self.count = cfg.ssl_ratio * cfg.batch_size
+        self.dist = dist or DistContext()
+        self.count = cfg.ssl_ratio * cfg.batch_size  # the world's pool images per step (batch_size is global)
         self.order = ShuffledStream(len(pool), 0, generator)
         self.strong_ops = BatchAutoAugment(RANDAUGMENT, ops_per_image=2, magnitude=None)
         self.adaptive = SelfAdaptiveThreshold(num_classes) if cfg.ssl == "freematch" else None
-        self.mask_rate = torch.zeros(())  # share of the last batch whose pseudo-label was kept (for the log)
+        self.mask_rate = torch.zeros(())  # share of this rank's last batch whose pseudo-label was kept (for the log)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(weak, strong) float views in [0, 1] of the next `ratio` x batch pool images."""
-        images = self.pool[self.order.take(self.count).to(self.pool.device)]
+        """(weak, strong) float views in [0, 1] of this rank's share of the next `ratio` x batch pool images."""
+        weak, strong = self.views(self.pool[self.order.take(self.count).to(self.pool.device)])
+        return self.dist.shard(weak), self.dist.shard(strong)
+
+    def views(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weak, strong) float views of uint8 `images`, drawing from the stream's generator."""
         weak = images.float().div_(255.0)
         if self.flip:
             weak = random_flip(weak, self.g)
@@ -121,7 +152,9 @@ class UnlabelledStream:
 
     def threshold(self, logits_weak: torch.Tensor) -> float | torch.Tensor:
         """FixMatch's fixed threshold, or FreeMatch's per-class ones after folding in this batch."""
-        return self.cfg.ssl_threshold if self.adaptive is None else self.adaptive.update(logits_weak).to(logits_weak.device)
+        if self.adaptive is None:
+            return self.cfg.ssl_threshold
+        return self.adaptive.update(logits_weak, self.dist.mean).to(logits_weak.device)  # ranks: the global batch's means
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = {"order.perm": self.order.perm.clone(), "order.pos": torch.tensor(self.order.pos)}
