@@ -134,7 +134,7 @@ def main() -> None:
     manifest = None
     if args.filter:  # the library's curation path: sample, score, keep, store (then read back, hash-checked)
         from synthaug.synthetic.make import SynthConfig, make_synthetic
-        from synthaug.synthetic.store import read_synthetic
+        from synthaug.data import read_synthetic
         from synthaug.utils import config_hash
 
         cfg = SynthConfig(generator_run=args.run[0], ensemble=args.run[1:], sampling=sampling, per_class=args.per_class,

@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from synthaug.classifiers import load_classifier
 from synthaug.data import DatasetSplits, ImageDataset
 from synthaug.experiments import steps
 from synthaug.experiments.arms import Arm
 from synthaug.experiments.context import Experiment
-from synthaug.synthetic.evaluate import _subsample, quality_metrics
+from synthaug.features import ClassifierFeatures
+from synthaug.synthetic.evaluate import quality_metrics, subsample as _subsample
 
 MAX_PER_SET = 2000  # features per set for the quality metrics (MMD permutations are quadratic)
 
@@ -33,8 +35,6 @@ def evaluator_step(exp: Experiment) -> tuple[Path | None, dict]:
 
 def evaluator(exp: Experiment) -> torch.nn.Module:
     if exp.evaluator_model is None:
-        from synthaug.training.classify import load_classifier
-
         folder, metrics = evaluator_step(exp)
         cfg = exp.cfg.evaluator or exp.cfg.classifier
         exp.artefacts["evaluator"] = {"dir": str(folder), "accuracy": metrics["accuracy"], "model": cfg.model}
@@ -43,8 +43,6 @@ def evaluator(exp: Experiment) -> torch.nn.Module:
 
 
 def _features(model: torch.nn.Module, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    from synthaug.features import ClassifierFeatures
-
     features, probs = ClassifierFeatures(model=model, progress=False).extract(images)
     return features.astype(np.float64), probs
 

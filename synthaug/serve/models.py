@@ -15,7 +15,7 @@ import torch
 from synthaug.config import ConfigError
 from synthaug.generators.base import Generator, load_generator
 from synthaug.serve.batching import Request
-from synthaug.training.classify import load_classifier
+from synthaug.classifiers import load_classifier
 from synthaug.training.config import TrainConfig
 from synthaug.training.loop import predict_proba
 from synthaug.utils import resolve_device

@@ -7,7 +7,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,15 +16,16 @@ from torch import nn
 
 from synthaug.data.base import ImageDataset, MismatchError, UnlabelledImages
 from synthaug.metrics.classification import classification_metrics
-from synthaug.runs import Run
-from synthaug.training import anytime
+from synthaug.storage.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
+from synthaug.training import anytime, distributed
 from synthaug.training.augment import Augmenter, mix_batch, soft_targets
-from synthaug.training.checkpoint import load_checkpoint, save_checkpoint
-from synthaug.training import distributed
 from synthaug.training.config import TrainConfig, fit_to_data
 from synthaug.training.sampler import BatchSampler
 from synthaug.training.ssl import UnlabelledStream, fixmatch_loss
 from synthaug.utils import resolve_device, use_bf16
+
+if TYPE_CHECKING:  # annotations only: synthaug.runs imports this package (for the rank) when it loads
+    from synthaug.runs import Run
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -403,8 +404,6 @@ def _diverged(run: Run | None, ckpt, step: int, cfg: TrainConfig) -> TrainingDiv
 
 
 def _read_weights(path) -> dict[str, torch.Tensor]:
-    from synthaug.training.checkpoint import read_checkpoint
-
     tensors, _ = read_checkpoint(path)
     return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
 
