@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from synthaug.serve.config import MB, TOKEN_ENV
+from synthaug.config import ConfigError
+from synthaug.serve.config import MB, ServeConfig, TOKEN_ENV, exposure_warning
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,7 +37,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):  # -> ServeConfig
-    from synthaug.serve.config import ServeConfig
 
     return ServeConfig.with_env_token(
         generator_runs=args.generator_run, classifier_run=args.classifier_run, runs_root=args.runs_root,
@@ -48,9 +48,6 @@ def config_from_args(args: argparse.Namespace):  # -> ServeConfig
 
 
 def run(args: argparse.Namespace) -> int:
-    from synthaug.config import ConfigError
-    from synthaug.serve.config import exposure_warning
-
     try:
         import uvicorn
 

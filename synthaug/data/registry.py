@@ -12,7 +12,7 @@ import torch
 from synthaug.config import from_dict
 from synthaug.data.base import DatasetError, DatasetSplits, ImageDataset, UnlabelledImages
 from synthaug.data.splits import fraction_subset, imbalance_counts, per_class_subset, stratified_split, take_counts
-from synthaug.data.transforms import conform, select_classes
+from synthaug.data.transforms import conform, resize_uint8, select_classes, to_channels
 from synthaug.registry import Registry
 from synthaug.storage.run_config import generator_data_section
 
@@ -177,8 +177,6 @@ def labelled_and_pool(train: ImageDataset, cfg: DataConfig) -> tuple[ImageDatase
 
 
 def conform_images(images: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
-    from synthaug.data.transforms import resize_uint8, to_channels
-
     if cfg.channels is not None:
         images = to_channels(images, cfg.channels)
     return resize_uint8(images, cfg.image_size) if cfg.image_size is not None else images

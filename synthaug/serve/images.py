@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from synthaug.data.folder import pil_to_uint8
+
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same seed gives a byte-identical zip
 
 
@@ -43,8 +45,6 @@ def to_model_input(image: Any, channels: int, size: int) -> torch.Tensor:
     """A decoded PIL image as the classifier sees it: uint8 [C, size, size], converted and resized the way
     image folders are read for training (synthaug.data.folder)."""
     from PIL import Image
-
-    from synthaug.data.folder import pil_to_uint8
 
     img = pil_to_uint8(image, channels)
     if img.size != (size, size):
