@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from synthaug.utils import atomic_path
 
@@ -81,8 +82,6 @@ def image_grid(images: np.ndarray, rows: int) -> np.ndarray:
 def save_class_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: str | Path,
                     per_class: int = 8, scale: int = 2) -> Path:
     """PNG with one row per class (up to `per_class` images each), class names down the left."""
-    from PIL import Image, ImageDraw
-
     images, labels = np.asarray(images), np.asarray(labels)
     c, h, w = images.shape[1:]
     rows = []

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+import torch
 import yaml
 
 from synthaug.cli.common import add_data_arguments, data_overrides
@@ -106,8 +107,6 @@ def fit_config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.generator_command == "fit":

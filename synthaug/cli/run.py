@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from synthaug.config import ConfigError
 from synthaug.experiments import load_experiment_config, run_experiment
@@ -12,8 +15,6 @@ from synthaug.experiments.executors import EXECUTORS, ExecutorConfig
 
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
     """--set a.b=value pairs -> nested dict; values parsed as YAML (numbers, lists, true/false)."""
-    import yaml
-
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -51,8 +52,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     overrides = parse_sets(args.set)
     if args.seeds:
         overrides["seeds"] = [int(s) for s in args.seeds.split(",")]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
 from synthaug.config import ConfigError
 from synthaug.serve.config import MB, ServeConfig, TOKEN_ENV, exposure_warning
 
@@ -49,13 +51,12 @@ def config_from_args(args: argparse.Namespace):  # -> ServeConfig
 
 def run(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
+        import uvicorn  # lazy: uvicorn and fastapi are the optional `serve` extra
 
         from synthaug.serve.app import create_app
     except ImportError as exc:
         raise ConfigError(f"synthaug serve needs the serve extra ({exc.name} is missing): "
                           "pip install 'synthaug[serve]'") from exc
-    import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)

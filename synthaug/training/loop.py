@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
 
 from synthaug.data.base import ImageDataset, MismatchError, UnlabelledImages
 from synthaug.metrics.classification import classification_metrics
@@ -200,8 +202,6 @@ class _Session:
         self.unlabelled = self._unlabelled_stream(data)
         self.ema = None  # the weights to evaluate, when averaged (consistency training)
         if cfg.ema_decay:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
             self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
         self.state = _State()
         self.best_weights: dict[str, torch.Tensor] | None = None
@@ -409,6 +409,4 @@ def _read_weights(path) -> dict[str, torch.Tensor]:
 
 
 def _progress(total: int, initial: int, enabled: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="step", leave=False, dynamic_ncols=True)
