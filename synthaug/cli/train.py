@@ -8,7 +8,7 @@ import json
 from synthaug.classifiers import CLASSIFIERS
 from synthaug.cli.common import add_data_arguments, csv_list, data_overrides
 from synthaug.config import from_dict, load_yaml, merge
-from synthaug.training.classify import ClassifierRunConfig, train_classifier
+from synthaug.training.classify import ClassifierRunConfig, train_classifier_run
 from synthaug.training.config import RECIPES, SCHEDULES, auto_recipe_rule_text
 from synthaug.training.distributed import is_main
 
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if settings.get("data", {}).get("unlabelled") is not None and "ssl" not in settings.get("train", {}):
         settings["train"]["ssl"] = "fixmatch"  # a pool given to `train` is there for consistency training
     cfg = from_dict(ClassifierRunConfig, settings)
-    metrics = train_classifier(cfg, args.out, resume=args.resume)
+    metrics = train_classifier_run(cfg, args.out, resume=args.resume)
 
     if not is_main():  # torchrun: rank 0 reports
         return 0

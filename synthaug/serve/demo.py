@@ -16,7 +16,7 @@ from synthaug.config import from_dict
 from synthaug.data import DataConfig
 from synthaug.data.registry import make_source
 from synthaug.generators.api import GeneratorRunConfig, train_generator
-from synthaug.training.classify import ClassifierRunConfig, train_classifier
+from synthaug.training.classify import ClassifierRunConfig, train_classifier_run
 
 DONE = "done.json"  # what an experiment step writes when it finished (synthaug.experiments.steps)
 # small on purpose: a first look at the page, not the best model (see docs/generators.md for those). The cgan is
@@ -64,7 +64,7 @@ def train_small_runs(out: str | Path) -> tuple[list[str], str]:
     if not (clf_dir / "model.json").is_file():
         print(f"training a small-cnn into {clf_dir} ({SMALL_CLASSIFIER['steps']} steps)...", file=sys.stderr)
         cfg = from_dict(ClassifierRunConfig, {"data": data, "train": {**SMALL_CLASSIFIER, "progress": False}})
-        metrics = train_classifier(cfg, clf_dir, resume=(clf_dir / "config.json").is_file())
+        metrics = train_classifier_run(cfg, clf_dir, resume=(clf_dir / "config.json").is_file())
         print(f"  test accuracy {metrics['accuracy']:.3f}", file=sys.stderr)
     return [f"cgan={gen_dir}"], str(clf_dir)
 

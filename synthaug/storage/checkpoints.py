@@ -84,6 +84,12 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     return meta.get("state", {}), extra
 
 
+def read_model_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The model's tensors in a checkpoint (its state dict), without building the model."""
+    tensors, _ = read_checkpoint(path)
+    return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+
+
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None) -> None:
     """A flat name -> tensor map as safetensors, written atomically."""
     out = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}

@@ -113,7 +113,7 @@ def resolve_schedule(cfg: TrainConfig, train: ImageDataset, run: Run) -> TrainCo
     return replace(cfg, steps=result.steps, lr=result.lr)
 
 
-def train_classifier(cfg: ClassifierRunConfig, out: str | Path, resume: bool = False) -> dict[str, Any]:
+def train_classifier_run(cfg: ClassifierRunConfig, out: str | Path, resume: bool = False) -> dict[str, Any]:
     """`synthaug train`: the resolved schedule (fixed steps) goes into config.json, then train and test."""
     run = Run(out, resume=resume)
     splits = load_data(cfg.data)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from synthaug.data.base import ImageDataset, MismatchError, UnlabelledImages
 from synthaug.metrics.classification import classification_metrics
-from synthaug.storage.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
+from synthaug.storage.checkpoints import load_checkpoint, read_model_weights, save_checkpoint
 from synthaug.training import anytime, distributed
 from synthaug.training.augment import Augmenter, mix_batch, soft_targets
 from synthaug.training.config import TrainConfig, fit_to_data
@@ -168,7 +168,7 @@ class _State:
         self.__dict__.update(d)
 
 
-class _Session:
+class TrainingSession:
     """Everything one fit() call sets up: device tensors, sampler, augmentation, optimiser, checkpoints.
 
     Under torchrun every process builds the same session; `dist` shards each global batch and averages
@@ -287,7 +287,7 @@ class _Session:
         if self.ema is not None:
             self.ema.load_state_dict({k[len("ema."):]: v for k, v in extra.items() if k.startswith("ema.")})
         if self.run.file("best.safetensors").exists():
-            self.best_weights = _read_weights(self.run.file("best.safetensors"))
+            self.best_weights = read_model_weights(self.run.file("best.safetensors"))
         self.run.log(f"resumed from {self.ckpt} at step {self.state.step}/{self.total}", echo=True)
 
     def keep_if_best(self, val: ImageDataset) -> bool:
@@ -307,7 +307,7 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None = N
     """Train `model` on `data` for cfg.steps (or epochs); return a summary. Writes checkpoints into `run`.
     The recipe is fitted to the data first (training.config.fit_to_data): evaluate with a config fitted the same way."""
     cfg = fit_to_data(cfg, data.real)
-    s = _Session(model, data, cfg, run)
+    s = TrainingSession(model, data, cfg, run)
     if resume:
         s.restore()
     state, device = s.state, s.device
@@ -401,11 +401,6 @@ def _diverged(run: Run | None, ckpt, step: int, cfg: TrainConfig) -> TrainingDiv
     if run:
         run.log(msg)
     return TrainingDiverged(msg)
-
-
-def _read_weights(path) -> dict[str, torch.Tensor]:
-    tensors, _ = read_checkpoint(path)
-    return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
 
 
 def _progress(total: int, initial: int, enabled: bool):
