@@ -22,8 +22,8 @@ from synthaug.data.base import ImageDataset, MismatchError, UnlabelledImages
 from synthaug.generators.base import Generator, GeneratorConfig
 from synthaug.generators.health import HealthMonitor, HealthWarning, class_diversity
 from synthaug.runs import Run
-from synthaug.training import distributed
 from synthaug.storage.checkpoints import CheckpointError, flatten_optimizer, read_checkpoint, save_tensors, unflatten_optimizer
+from synthaug.training import distributed
 from synthaug.training.loop import TrainingDiverged
 from synthaug.training.sampler import BatchSampler
 from synthaug.utils import resolve_device, use_bf16, write_json_atomic

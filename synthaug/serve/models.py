@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from synthaug.classifiers import load_classifier
 from synthaug.config import ConfigError
 from synthaug.generators.base import Generator, load_generator
 from synthaug.serve.batching import Request
-from synthaug.classifiers import load_classifier
 from synthaug.training.config import TrainConfig
 from synthaug.training.loop import predict_proba
 from synthaug.utils import resolve_device
