@@ -45,6 +45,16 @@ def test_cycle_finder_sees_imports_in_functions():
     assert architecture.cycles(fake) == [["a", "b"]]
 
 
+def test_cycle_finder_sees_package_inits():
+    """synthaug.runs importing synthaug.training.distributed runs synthaug/training/__init__.py first, which imports
+    synthaug.training.loop: if loop imported synthaug.runs, the two could not load."""
+    fake = {"synthaug.runs": architecture.Imports(top={"synthaug.training.distributed"}),
+            "synthaug.training": architecture.Imports(top={"synthaug.training.loop"}),
+            "synthaug.training.distributed": architecture.Imports(),
+            "synthaug.training.loop": architecture.Imports(top={"synthaug.runs"})}
+    assert architecture.cycles(fake) == [["synthaug.runs", "synthaug.training", "synthaug.training.loop"]]
+
+
 def test_layering_check_sees_a_lazy_import_up(tmp_path):
     pkg = tmp_path / "synthaug"
     (pkg / "data").mkdir(parents=True)

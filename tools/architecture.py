@@ -8,7 +8,8 @@
 
 Imports are read with `ast` (nothing is imported). Imports inside `if TYPE_CHECKING:` never run and are left out.
 Imports inside function bodies count like module-level ones, for the layering and for cycles: moving an import
-into a function only hides a circle or an import up the layers until run time. The diagram draws module-level
+into a function only hides a circle or an import up the layers until run time. Cycles also count the package
+__init__ files an import runs first. The diagram draws module-level
 imports between packages.
 """
 
@@ -112,9 +113,20 @@ def read_imports(package: Path = PACKAGE) -> dict[str, Imports]:
     return graph
 
 
+def runs_on_import(module: str, target: str, graph: dict[str, Imports]) -> list[str]:
+    """What `module` importing `target` executes: `target`, and first the __init__ of each package above it that
+    `module` is not itself inside (importing synthaug.training.distributed from synthaug.runs runs
+    synthaug/training/__init__.py, and whatever that imports, before distributed.py)."""
+    parts = target.split(".")
+    parents = [".".join(parts[:i]) for i in range(2, len(parts))]
+    return [p for p in parents if p in graph and not (module == p or module.startswith(p + "."))] + [target]
+
+
 def cycles(graph: dict[str, Imports]) -> list[list[str]]:
-    """Groups of modules that import each other in a circle, at module level or in functions (Tarjan's strongly
-    connected components)."""
+    """Groups of modules that import each other in a circle, at module level or in functions, counting the package
+    __init__ files an import runs (Tarjan's strongly connected components)."""
+    edges = {v: sorted({r for t in found.top | {t for _, t in found.in_functions} for r in runs_on_import(v, t, graph)})
+             for v, found in graph.items()}
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -125,7 +137,7 @@ def cycles(graph: dict[str, Imports]) -> list[list[str]]:
         index[v] = low[v] = len(index)
         stack.append(v)
         on_stack.add(v)
-        for w in sorted(graph[v].top | {t for _, t in graph[v].in_functions}):
+        for w in edges[v]:
             if w not in index:
                 visit(w)
                 low[v] = min(low[v], low[w])
