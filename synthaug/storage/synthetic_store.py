@@ -12,11 +12,9 @@ import json
 import os
 import shutil
 import tempfile
-from pathlib import Path
-from typing import Any
-
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
