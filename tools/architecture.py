@@ -193,18 +193,21 @@ def generated_section(graph: dict[str, Imports]) -> str:
     counts: dict[str, int] = {}
     for module in graph:
         counts[part_of(module)] = counts.get(part_of(module), 0) + 1
+
+    def label(part: str) -> str:  # a package, a module, or the package's own __init__
+        return "__init__.py" if part == "synthaug" else part + ("/" if counts.get(part, 0) > 1 else ".py")
     lines = [BEGIN, "", "```mermaid", "flowchart TD"]
     for i, (name, parts) in enumerate(LAYERS):
         lines.append(f'  subgraph L{i}["{i + 1}. {name}"]')
-        lines += [f'    {p}["{p}{"/" if counts.get(p, 0) > 1 else ""} ({counts.get(p, 0)})"]' for p in parts]
+        lines += [f'    {p}["{label(p)}"]' for p in parts]
         lines.append("  end")
     for (a, b), n in sorted(package_edges(graph).items()):
         lines.append(f"  {a} --> {b}")
-    lines += ["```", "", "| layer | packages (modules) | imports at module level from |", "| --- | --- | --- |"]
+    lines += ["```", "", "| layer | packages | imports at module level from |", "| --- | --- | --- |"]
     edges = package_edges(graph)
     for i, (name, parts) in enumerate(LAYERS):
         uses = sorted({b for (a, b) in edges if a in parts and b not in parts})
-        lines.append(f"| {i + 1}. {name} | " + ", ".join(f"`{p}` ({counts.get(p, 0)})" for p in parts)
+        lines.append(f"| {i + 1}. {name} | " + ", ".join(f"`{label(p)}`" for p in parts)
                      + " | " + (", ".join(f"`{u}`" for u in uses) or "-") + " |")
     lines += ["", END]
     return "\n".join(lines)
