@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from synthaug.runs import Run
-from synthaug.training.checkpoint import read_checkpoint
+from synthaug.storage.checkpoints import read_checkpoint
 from synthaug.training.classify import new_classifier
 from synthaug.training.config import TrainConfig
 from helpers import killed_on_call
