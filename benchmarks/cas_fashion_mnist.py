@@ -51,7 +51,7 @@ def real_baseline(path: Path, splits: "DatasetSplits", seed: int) -> tuple[dict,
     """The real-data result (`path`) and its classifier, cached for the same classifier settings and seed. The
     classifier is kept as a classifier run folder beside `path` (`path` without its suffix): what
     `synth make --classifier-run` reads, so the sample filters use the very classifier the CAS compares against."""
-    from synthaug.training.checkpoint import load_checkpoint
+    from synthaug.storage.checkpoints import load_checkpoint
     from synthaug.training.classify import MODEL_FILE, new_classifier, save_classifier
     from synthaug.utils import write_json_atomic
 
@@ -74,7 +74,7 @@ def nearest_train_distance(run: str, images: torch.Tensor, labels: torch.Tensor,
     """Mean RMS pixel distance from each sample to the nearest image of its class in the generator's own
     training set, next to the same for real test images: samples much closer than test images are copies."""
     from synthaug.data import load_data
-    from synthaug.synthetic.make import generator_data_config
+    from synthaug.data import generator_data_config
 
     train = load_data(generator_data_config(run)).train
 
@@ -134,7 +134,7 @@ def main() -> None:
     manifest = None
     if args.filter:  # the library's curation path: sample, score, keep, store (then read back, hash-checked)
         from synthaug.synthetic.make import SynthConfig, make_synthetic
-        from synthaug.synthetic.store import read_synthetic
+        from synthaug.data import read_synthetic
         from synthaug.utils import config_hash
 
         cfg = SynthConfig(generator_run=args.run[0], ensemble=args.run[1:], sampling=sampling, per_class=args.per_class,

@@ -57,7 +57,7 @@ def main() -> None:
         return
 
     from synthaug.config import from_dict
-    from synthaug.training.classify import ClassifierRunConfig, train_classifier
+    from synthaug.training.classify import ClassifierRunConfig, train_classifier_run
 
     rows = []
     for per_class in args.per_class:
@@ -69,7 +69,7 @@ def main() -> None:
                                                       "train": train})
                 with tempfile.TemporaryDirectory() as tmp:
                     start = time.perf_counter()
-                    metrics = train_classifier(cfg, Path(tmp) / "run")
+                    metrics = train_classifier_run(cfg, Path(tmp) / "run")
                 rows.append({"per_class": per_class, "variant": name, "seed": seed, "accuracy": metrics["accuracy"],
                              "steps": metrics["training"]["steps"], "seconds": time.perf_counter() - start})
                 print(json.dumps(rows[-1]), flush=True)

@@ -176,7 +176,7 @@ def cifar_part(s: Sizes, opts: argparse.Namespace) -> list[Row]:
     from synthaug.config import from_dict
     from synthaug.data import DataConfig
     from synthaug.data.registry import default_cache_root, make_source
-    from synthaug.training.classify import ClassifierRunConfig, train_classifier
+    from synthaug.training.classify import ClassifierRunConfig, train_classifier_run
 
     data = DataConfig("cifar10", data_root=opts.cifar_root)
     if not make_source(data).availability()[0]:
@@ -188,7 +188,7 @@ def cifar_part(s: Sizes, opts: argparse.Namespace) -> list[Row]:
              "precision": "auto", "device": opts.device, "progress": False, "checkpoint_every": 10**9}
     cfg = from_dict(ClassifierRunConfig, {"data": {"dataset": "cifar10", "data_root": opts.cifar_root}, "train": train})
     with tempfile.TemporaryDirectory() as tmp:
-        metrics = train_classifier(cfg, Path(tmp) / "run")
+        metrics = train_classifier_run(cfg, Path(tmp) / "run")
     training = metrics["training"]
     note = f"{training['steps']} steps of {s.cifar_batch_size}, {training['images_per_second']:.0f} images/s"
     return [Row("cifar.accuracy", "CIFAR-10 test accuracy, resnet18 airbench-style", 100 * metrics["accuracy"], "%",

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from synthaug.plots import _plt, save_figure
+from synthaug.plots import pyplot, save_figure
 
 
 def points(runs: list[str], name: str) -> list[tuple[int, float, float]]:
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--out", default="docs/img/cas_vs_steps.png")
     args = parser.parse_args()
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.8))
     base = points(args.runs, "cas.json")
     steps = [s for s, _, _ in base]

@@ -13,15 +13,24 @@ arguments for the fields of the matching config dataclass. docs/python-api.md ha
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from synthaug.config import from_dict
-from synthaug.data import DataConfig, DatasetSplits, ImageDataset
+from synthaug.data import DataConfig, DatasetSplits, ImageDataset, load_data
 from synthaug.data.image_folder import export_image_folder, import_image_folder
 from synthaug.data.torch_dataset import MixedSampler, TorchImageDataset, mix_datasets
+from synthaug.experiments import ExperimentConfig, load_experiment_config, runner
+from synthaug.generators import base as generator_base
+from synthaug.generators.api import build_generator
+from synthaug.runs import Run
+from synthaug.synthetic import SynthConfig, make, read_synthetic
+from synthaug.training.classify import resolve_schedule, train_on_splits
+from synthaug.training.config import TrainConfig, fit_to_data
+from synthaug.utils import to_jsonable
 
 __all__ = ["as_torch_dataset", "export_image_folder", "fit_generator", "import_image_folder", "load_dataset",
            "load_generator", "load_synthetic", "make_synthetic", "mix_datasets", "MixedSampler", "run_experiment",
@@ -31,9 +40,6 @@ __all__ = ["as_torch_dataset", "export_image_folder", "fit_generator", "import_i
 def load_dataset(dataset: str, **data: Any) -> DatasetSplits:
     """Train / test (/ validation) splits of a registered dataset, e.g. load_dataset("cifar10", per_class=50,
     classes=["cat", "dog"]). Keyword arguments are DataConfig fields."""
-    from synthaug.data import load_data
-    from synthaug.utils import to_jsonable
-
     cfg = from_dict(DataConfig, {"dataset": dataset, **data})
     splits = load_data(cfg)
     # remembered so that a generator fitted on these images records where they came from (synth make's filters
@@ -45,10 +51,6 @@ def load_dataset(dataset: str, **data: Any) -> DatasetSplits:
 def fit_generator(generator: str, data: ImageDataset, out: str | Path, resume: bool = False, **settings: Any):
     """Train a generator (registry name, e.g. cgan, diffusion, cvae) on `data` into run folder `out`; returns it.
     Keyword arguments are fields of the generator's Config (steps, batch_size, ...)."""
-    from synthaug.generators.api import build_generator
-    from synthaug.runs import Run
-    from synthaug.utils import to_jsonable
-
     run = Run(out, resume=resume)
     gen = build_generator(generator, settings, data)
     run.write_config({"generator": generator, "data": data.provenance.get("data_config"), "config": to_jsonable(gen.cfg)})
@@ -62,9 +64,7 @@ def fit_generator(generator: str, data: ImageDataset, out: str | Path, resume: b
 
 def load_generator(run: str | Path, device: str = "cpu"):
     """A trained generator from its run folder: `.sample(labels, seed)` gives uint8 images."""
-    from synthaug.generators import load_generator as _load
-
-    return _load(run, device=device)
+    return generator_base.load_generator(run, device=device)
 
 
 def make_synthetic(generator_run: str | Path, out: str | Path, per_class: int, real: ImageDataset | None = None,
@@ -72,18 +72,14 @@ def make_synthetic(generator_run: str | Path, out: str | Path, per_class: int, r
     """Sample, filter (e.g. filters=["confidence:tau=0.5"]) and store a synthetic set; returns it.
     Keyword arguments are SynthConfig fields. `real`: the generator's training images, needed by filters
     when the generator was fitted from Python on data that is not a registered dataset."""
-    from synthaug.synthetic import SynthConfig, make_synthetic as _make
-
     cfg = from_dict(SynthConfig, {"generator_run": str(generator_run), "per_class": per_class, "progress": False,
                                   **settings})
-    _make(cfg, out, real=real)
+    make.make_synthetic(cfg, out, real=real)
     return load_synthetic(out)
 
 
 def load_synthetic(path: str | Path) -> ImageDataset:
     """A synthetic set written by make_synthetic / `synth make` (checksums verified)."""
-    from synthaug.synthetic import read_synthetic
-
     return read_synthetic(path)
 
 
@@ -97,12 +93,6 @@ def train_classifier(splits: DatasetSplits, out: str | Path, synthetic: ImageDat
                      p_real: float | None = None, resume: bool = False, **train: Any) -> dict[str, Any]:
     """synthaug's own training loop on `splits` (+ a synthetic set): test metrics, with the run folder in `out`.
     Keyword arguments are TrainConfig fields (recipe, steps, model, ...)."""
-    from dataclasses import replace
-
-    from synthaug.runs import Run
-    from synthaug.training.classify import resolve_schedule, train_on_splits
-    from synthaug.training.config import TrainConfig, fit_to_data
-
     run = Run(out, resume=resume)
     cfg = fit_to_data(from_dict(TrainConfig, train), splits.train)
     cfg = resolve_schedule(cfg, splits.train, run) if cfg.steps == "auto" else replace(
@@ -113,7 +103,5 @@ def train_classifier(splits: DatasetSplits, out: str | Path, synthetic: ImageDat
 
 def run_experiment(config: str | Path | dict[str, Any], out: str | Path, report: bool = True) -> dict[str, Any]:
     """A whole experiment (a YAML path or a dict of ExperimentConfig fields): returns summary.json's content."""
-    from synthaug.experiments import ExperimentConfig, load_experiment_config, run_experiment as _run
-
     cfg = from_dict(ExperimentConfig, config) if isinstance(config, dict) else load_experiment_config(config)
-    return _run(cfg, out, report=report)
+    return runner.run_experiment(cfg, out, report=report)

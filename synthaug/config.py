@@ -9,6 +9,8 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
+
 T = TypeVar("T")
 
 
@@ -90,8 +92,6 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str | None = Non
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")

@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from synthaug.utils import atomic_path
 
 
-def _plt():
-    import matplotlib
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display)."""
+    import matplotlib  # lazy: matplotlib takes ~0.5 s to import and most commands draw nothing
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -20,7 +22,7 @@ def _plt():
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
-    plt = _plt()
+    plt = pyplot()
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
@@ -34,7 +36,7 @@ def confusion_matrix_figure(cm: np.ndarray, class_names: Sequence[str], title: s
 
     `diverging` draws a signed matrix (e.g. augmented minus baseline) on a red-blue scale.
     """
-    plt = _plt()
+    plt = pyplot()
     cm = np.asarray(cm, dtype=np.float64)
     shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalise and not diverging else cm
     k = len(class_names)
@@ -80,8 +82,6 @@ def image_grid(images: np.ndarray, rows: int) -> np.ndarray:
 def save_class_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: str | Path,
                     per_class: int = 8, scale: int = 2) -> Path:
     """PNG with one row per class (up to `per_class` images each), class names down the left."""
-    from PIL import Image, ImageDraw
-
     images, labels = np.asarray(images), np.asarray(labels)
     c, h, w = images.shape[1:]
     rows = []
@@ -105,3 +105,27 @@ def save_class_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequenc
     with atomic_path(path) as tmp:
         canvas.save(tmp, format="PNG")
     return path
+
+
+def pca_figure(path: Path, features_file: Path, title: str) -> Path:
+    """PCA of evaluator features, real vs synthetic, one colour per class (the Stevens report's Fig. 5)."""
+    from sklearn.decomposition import PCA  # lazy: scikit-learn is slow to import and only this figure needs it
+
+    data = np.load(features_file, allow_pickle=False)
+    real, synthetic = data["real"], data["synthetic"]
+    pca = PCA(n_components=2, random_state=0).fit(np.concatenate([real, synthetic]))
+    r2, s2 = pca.transform(real), pca.transform(synthetic)
+    names = [str(n) for n in data["class_names"]]
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True, sharey=True)
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    for ax, pts, labels, kind in ((axes[0], r2, data["real_labels"], "real"), (axes[1], s2, data["synthetic_labels"], "synthetic")):
+        for k, name in enumerate(names):
+            sel = labels == k
+            ax.scatter(pts[sel, 0], pts[sel, 1], s=4, alpha=0.5, color=cmap(k % cmap.N), label=name)
+        ax.set_title(f"{kind} ({len(pts)} images)")
+        ax.set_xlabel("PC1")
+    axes[0].set_ylabel("PC2")
+    axes[1].legend(markerscale=3, fontsize=7, loc="best")
+    fig.suptitle(title)
+    return save_figure(fig, path)

@@ -6,12 +6,14 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import torch
 
 
 @contextmanager
@@ -77,7 +79,6 @@ def file_digest(path: str | os.PathLike, length: int = 16) -> str:
 
 
 def resolve_device(device: str = "auto") -> "torch.device":  # noqa: F821
-    import torch
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -88,8 +89,6 @@ def cpu_has_fast_bf16() -> bool:
     """Whether this CPU's torch kernels can run bf16 fast: oneDNN has bf16 paths on AVX-512 (emulated) and
     native ones on AVX512-BF16 / AMX. On AVX2-only CPUs (e.g. many AMD EPYC) bf16 autocast falls to reference
     kernels: a cgan step measured 12x slower than fp32 (0.22 vs 2.57 steps/s), a 10-minute demo became hours."""
-    import torch
-
     return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
@@ -99,10 +98,6 @@ def use_bf16(precision: str, device: "torch.device") -> bool:  # noqa: F821
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return False
     if device.type == "cpu" and not cpu_has_fast_bf16():
-        import warnings
-
-        import torch
-
         warnings.warn(f"precision bf16 asked for, but this CPU ({torch.backends.cpu.get_cpu_capability()}, no AVX-512) "
                       "has no fast bf16 kernels (autocast would run ~10x slower): using fp32", stacklevel=2)
         return False

@@ -20,7 +20,7 @@ register_test_mlp()
 
 if os.environ.get("SYNTHAUG_TEST_EXIT_AFTER_CHECKPOINT") == "1":
     from synthaug.generators.loop import GeneratorTrainer
-    from synthaug.training.loop import _Session
+    from synthaug.training.loop import TrainingSession
 
     def exiting(original):
         def checkpoint(self):
@@ -29,19 +29,19 @@ if os.environ.get("SYNTHAUG_TEST_EXIT_AFTER_CHECKPOINT") == "1":
 
         return checkpoint
 
-    _Session.checkpoint = exiting(_Session.checkpoint)
+    TrainingSession.checkpoint = exiting(TrainingSession.checkpoint)
     GeneratorTrainer.checkpoint = exiting(GeneratorTrainer.checkpoint)
 
 RANK = int(os.environ.get("RANK", "0"))
 
 if os.environ.get("SYNTHAUG_TEST_FAIL_RANK") == str(RANK):
     from synthaug.generators.loop import GeneratorTrainer
-    from synthaug.training.loop import _Session
+    from synthaug.training.loop import TrainingSession
 
     def failing(self):
         raise RuntimeError(f"test failure on rank {RANK}")
 
-    _Session.checkpoint = failing
+    TrainingSession.checkpoint = failing
     GeneratorTrainer.checkpoint = failing
 
 if os.environ.get("SYNTHAUG_TEST_DUMP_DIR"):

@@ -94,19 +94,19 @@ class KillAfterCheckpoint:
         import signal
         from pathlib import Path
 
-        from synthaug.training.loop import _Session
+        from synthaug.training.loop import TrainingSession
 
         self.task.threads = self.threads
         if not Path(self.marker).exists():
             Path(self.marker).touch()
-            original = _Session.checkpoint
+            original = TrainingSession.checkpoint
 
             def checkpoint(session):
                 original(session)
                 Path(self.marker).write_text(str(session.run.path))
                 os.kill(os.getpid(), signal.SIGKILL)
 
-            _Session.checkpoint = checkpoint
+            TrainingSession.checkpoint = checkpoint
         return self.task()
 
 

@@ -9,7 +9,7 @@ import torch
 from helpers import killed_on_call, make_tiny_dataset
 from synthaug.data import DataConfig, ImageDataset, load_data
 from synthaug.training import loop
-from synthaug.training.classify import ClassifierRunConfig, fit_and_score, new_classifier, train_classifier
+from synthaug.training.classify import ClassifierRunConfig, fit_and_score, new_classifier, train_classifier_run
 from synthaug.training.config import TrainConfig, TuneConfig, auto_recipe, fit_to_data
 from synthaug.training.loop import TrainData, fit
 from synthaug.training.tune import tune_steps, validation_every
@@ -198,7 +198,7 @@ def test_train_writes_the_fitted_recipe_into_config_json(tmp_path):
     cfg = ClassifierRunConfig(DataConfig("digits", per_class=10, seed=0), TrainConfig(**{**TINY, "recipe": "auto",
                                                                                           "augment": None, "tta_flip": None,
                                                                                           "steps": 5}))
-    train_classifier(cfg, tmp_path / "run")
+    train_classifier_run(cfg, tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
     assert saved["recipe"] == "strong" and "flip" not in saved["augment"] and saved["tta_flip"] is False
     assert any("dropped" in n for n in saved["recipe_notes"])

@@ -15,7 +15,7 @@ from synthaug.generators.diffaugment import DIFFAUGMENT_OPS, cutout, diff_augmen
 from synthaug.generators.health import HealthMonitor, class_diversity
 from synthaug.generators.loop import CHECKPOINT, GeneratorDiverged
 from synthaug.runs import Run
-from synthaug.training.checkpoint import read_checkpoint
+from synthaug.storage.checkpoints import read_checkpoint
 
 # Tiny settings per generator: every registered generator must have an entry (checked below).
 TINY = {
@@ -278,7 +278,7 @@ def test_noise_scale_scales_the_sampling_noise_and_with_it_diversity(bands):
 
 
 def test_d_keep_keeps_the_candidates_the_discriminator_ranks_highest(bands, tmp_path):
-    from synthaug.training.checkpoint import load_tensors, save_tensors
+    from synthaug.storage.checkpoints import load_tensors, save_tensors
 
     gen = make("cgan", bands, **{"log_every": 50, **LEARN["cgan"]}, batch_size=32)
     gen.fit(bands)
@@ -470,7 +470,7 @@ def test_cli_generator_choices_match_registry():
 
 def test_cli_fit_and_sample_end_to_end(tmp_path, capsys):
     from synthaug.cli.main import main
-    from synthaug.training.checkpoint import load_tensors
+    from synthaug.storage.checkpoints import load_tensors
 
     run_dir, out = tmp_path / "run", tmp_path / "samples"
     yaml_path = tmp_path / "gen.yaml"

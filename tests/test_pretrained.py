@@ -291,7 +291,7 @@ def test_style_transfer_cli_with_a_style_folder(vgg_file, tmp_path, capsys):
 # --- through the CLI -------------------------------------------------------------------------------------------
 
 def test_sd_text_cli_fit_sample_and_synth_make(tiny_model, tmp_path, capsys):
-    from synthaug.training.checkpoint import load_tensors
+    from synthaug.storage.checkpoints import load_tensors
 
     run = tmp_path / "sd-text"
     assert main(["generator", "fit", *DIGITS, "--generator", "sd-text", "--set", f"model={tiny_model}", *FAST_SD,
@@ -346,7 +346,7 @@ def test_sd_img2img_cli_makes_m_variations_per_image_from_the_run_folder_alone(t
     assert manifest["source_images"]["count"] == 8 and manifest["config"]["sampling"] == {"strengths": [0.5, 1.0]}
     samples = tmp_path / "samples"
     assert main(["generator", "sample", "--run", str(run), "--per-class", "2", "--out", str(samples)]) == 0
-    from synthaug.training.checkpoint import load_tensors
+    from synthaug.storage.checkpoints import load_tensors
 
     sources = load_generator(run).source_set()
     first_two = [sources.index[sources.labels == c][:2].tolist() for c in (0, 1)]

@@ -98,7 +98,7 @@ def test_the_moving_average_is_the_model_that_is_evaluated_and_kept():
 
     ds = make_tiny_dataset(n_per=8)
     by_hand = new_classifier(ds, cfg)
-    s = loop._Session(by_hand, loop.TrainData(ds, unlabelled=_pool()), loop.fit_to_data(cfg, ds), None)
+    s = loop.TrainingSession(by_hand, loop.TrainData(ds, unlabelled=_pool()), loop.fit_to_data(cfg, ds), None)
     ema = AveragedModel(by_hand, multi_avg_fn=warmup_ema(cfg.ema_decay), use_buffers=True)
     by_hand.train()
     for _ in range(10):  # the same steps by hand, with torch's own EMA beside them

@@ -158,7 +158,7 @@ def test_synth_evaluate_measures_memorisation_against_the_generators_training_im
     from synthaug.data import ImageDataset, load_data
     from synthaug.synthetic import read_synthetic
     from synthaug.synthetic.make import generator_data_config
-    from synthaug.synthetic.store import read_manifest, write_synthetic
+    from synthaug.storage.synthetic_store import read_manifest, write_synthetic
 
     monkeypatch.setenv("SYNTHAUG_DATA", str(tmp_path / "cache"))
     syn = tmp_path / "syn"

@@ -15,7 +15,7 @@ def _ds(n=12, with_scores=True):
 
 
 def test_manifest_and_shards_round_trip(tmp_path, monkeypatch):
-    import synthaug.synthetic.store as store
+    import synthaug.storage.synthetic_store as store
 
     monkeypatch.setattr(store, "SHARD_SIZE", 5)  # force several shards
     ds = _ds()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from synthaug.runs import Run
-from synthaug.training.checkpoint import read_checkpoint
+from synthaug.storage.checkpoints import read_checkpoint
 from synthaug.training.classify import new_classifier
 from synthaug.training.config import TrainConfig
 from helpers import killed_on_call
@@ -137,7 +137,7 @@ def _weights(model):
 
 
 def test_early_stopping_restores_best(tiny_dataset, tmp_path):
-    from synthaug.training.loop import _read_weights
+    from synthaug.storage.checkpoints import read_model_weights
 
     cfg = _cfg(steps=200, eval_every=2, early_stopping_patience=3, lr=3e-3)
     val = _misleading_val(tiny_dataset)
@@ -145,7 +145,7 @@ def test_early_stopping_restores_best(tiny_dataset, tmp_path):
     summary = fit(model, TrainData(tiny_dataset), cfg, Run(tmp_path / "es"), val=val)
     assert summary["stop_reason"] == "early_stopping" and summary["steps"] < 200
     assert summary["best_val_step"] < summary["steps"]  # premise: training went on after the best step
-    best = _read_weights(tmp_path / "es" / "best.safetensors")
+    best = read_model_weights(tmp_path / "es" / "best.safetensors")
     assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())  # the model *is* the best checkpoint
     m, _ = evaluate(model, val, cfg)
     assert m["accuracy"] == pytest.approx(summary["best_val_accuracy"])
@@ -196,11 +196,11 @@ def test_flip_tta_averages_the_logits_of_the_image_and_its_mirror(tiny_dataset):
 def test_synthetic_label_smoothing_touches_only_synthetic_rows(tiny_dataset):
     from synthaug.data import ImageDataset
     from synthaug.training.augment import soft_targets
-    from synthaug.training.loop import _Session
+    from synthaug.training.loop import TrainingSession
 
     synthetic = ImageDataset(tiny_dataset.images[:9], tiny_dataset.labels[:9], tiny_dataset.class_names, name="syn")
     cfg = _cfg(label_smoothing=0.2, synthetic_label_smoothing=0.6, augment=[])
-    session = _Session(new_classifier(tiny_dataset, cfg), TrainData(tiny_dataset, synthetic), cfg, None)
+    session = TrainingSession(new_classifier(tiny_dataset, cfg), TrainData(tiny_dataset, synthetic), cfg, None)
     n_real = len(tiny_dataset)
     rows = torch.tensor([0, n_real - 1, n_real, n_real + 8, 5])
     session.sampler.next = lambda: rows
@@ -209,7 +209,7 @@ def test_synthetic_label_smoothing_touches_only_synthetic_rows(tiny_dataset):
     eps = torch.tensor([0.2, 0.2, 0.6, 0.6, 0.2])
     assert torch.allclose(targets, soft_targets(labels, 3, eps))
     assert torch.allclose(targets[0].max(), torch.tensor(0.8 + 0.2 / 3)) and torch.allclose(targets[2].max(), torch.tensor(0.4 + 0.6 / 3))
-    same = _Session(new_classifier(tiny_dataset, cfg), TrainData(tiny_dataset, synthetic), _cfg(label_smoothing=0.2), None)
+    same = TrainingSession(new_classifier(tiny_dataset, cfg), TrainData(tiny_dataset, synthetic), _cfg(label_smoothing=0.2), None)
     assert torch.allclose(same.smoothing, torch.full((n_real + 9,), 0.2))  # None: synthetic rows smoothed as real
 
 

@@ -20,7 +20,7 @@ class ResNet18(Backbone):
         super().__init__()
         if pretrained:
             raise ValueError("resnet18 (CIFAR stem) is trained from scratch; use tv:resnet18 for ImageNet weights")
-        from torchvision.models import resnet18
+        from torchvision.models import resnet18  # lazy: torchvision.models is slow to import; only these models need it
 
         net = resnet18(num_classes=num_classes)
         net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
@@ -75,7 +75,7 @@ class _Wrapped(Backbone):
 @CLASSIFIERS.register("tv", prefix=True)
 def torchvision_backbone(spec: str, in_channels: int, num_classes: int, image_size: int, pretrained: bool = False) -> Backbone:
     """tv:NAME, any torchvision classification model (e.g. tv:resnet18, tv:efficientnet_b0), ImageNet weights if pretrained."""
-    import torchvision.models as tvm
+    import torchvision.models as tvm  # lazy: torchvision.models is slow to import; only tv:NAME needs it
 
     if spec not in tvm.list_models(module=tvm):
         raise ValueError(f"unknown torchvision model {spec!r}; e.g. resnet18, resnet50, efficientnet_b0, mobilenet_v3_small")
@@ -96,7 +96,7 @@ def torchvision_backbone(spec: str, in_channels: int, num_classes: int, image_si
 def timm_backbone(spec: str, in_channels: int, num_classes: int, image_size: int, pretrained: bool = False) -> Backbone:
     """timm:NAME, any timm model (needs `pip install timm`), ImageNet weights if pretrained."""
     try:
-        import timm
+        import timm  # lazy: timm is optional
     except ImportError as exc:
         raise ImportError(f"timm:{spec} needs the timm package: pip install timm") from exc
     try:

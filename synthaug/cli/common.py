@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from synthaug.data import DATASETS
+
 
 def csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def add_data_arguments(p: argparse.ArgumentParser, choices: list[str] | None = None) -> None:
-    from synthaug.data import DATASETS
-
     g = p.add_argument_group("data")
     g.add_argument("--dataset", help=f"dataset: {', '.join(DATASETS.available())} (prefix kinds take a value, e.g. folder:PATH)")
     g.add_argument("--data-root", help="folder holding the dataset's files")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from synthaug.data import DATASETS, dataset_availability
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="also look for dataset files here")
 
 
 def run(args: argparse.Namespace) -> int:
-    from synthaug.data import DATASETS, dataset_availability
-
     rows = dataset_availability(args.data_root)
     width = max(len(name) for name, _, _ in rows)
     for name, ok, detail in rows:

@@ -5,7 +5,7 @@ from synthaug.config import ConfigError
 from synthaug.data.base import DatasetError, MismatchError
 from synthaug.experiments.executors import ExecutorError
 from synthaug.generators.stable_diffusion import PretrainedModelError
-from synthaug.training.checkpoint import CheckpointError
+from synthaug.storage.checkpoints import CheckpointError
 from synthaug.training.loop import TrainingDiverged
 
 USER_ERRORS: tuple[type[BaseException], ...] = (

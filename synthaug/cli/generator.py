@@ -6,7 +6,14 @@ import argparse
 import json
 from typing import Any
 
+import torch
+import yaml
+
 from synthaug.cli.common import add_data_arguments, data_overrides
+from synthaug.config import ConfigError, from_dict, load_yaml, merge
+from synthaug.generators import GENERATORS
+from synthaug.generators.api import GeneratorRunConfig, sample_to_folder, train_generator
+from synthaug.training.distributed import is_main
 
 FIT_FLAGS = {  # flag dest -> generator Config field (fields every generator shares)
     "steps": "steps", "batch_size": "batch_size", "lr": "lr", "checkpoint_every": "checkpoint_every",
@@ -20,10 +27,6 @@ def parse_sets(items: list[str] | None) -> tuple[dict[str, Any], dict[str, Any]]
 
     Values are read as YAML, so `0.5`, `true`, `[translation, cutout]` get their types.
     """
-    import yaml
-
-    from synthaug.config import ConfigError
-
     config: dict[str, Any] = {}
     data: dict[str, Any] = {}
     for item in items or []:
@@ -45,8 +48,6 @@ def parse_sets(items: list[str] | None) -> tuple[dict[str, Any], dict[str, Any]]
 
 
 def add_fit_arguments(p: argparse.ArgumentParser) -> None:
-    from synthaug.generators import GENERATORS
-
     p.add_argument("--generator", choices=GENERATORS.available(), help=f"generator: {', '.join(GENERATORS.available())} (default cgan)")
     p.add_argument("--config", help="YAML with `generator:`, `data:` and `config:` sections; flags override it")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -94,9 +95,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def fit_config(args: argparse.Namespace) -> Any:
-    from synthaug.config import from_dict, load_yaml, merge
-    from synthaug.generators.api import GeneratorRunConfig
-
     base = load_yaml(args.config) if args.config else {}
     sets, data_sets = parse_sets(args.set)
     flags = {field: getattr(args, dest) for dest, field in FIT_FLAGS.items() if getattr(args, dest, None) is not None}
@@ -109,22 +107,15 @@ def fit_config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.generator_command == "fit":
-        from synthaug.generators.api import train_generator
-
         summary = train_generator(fit_config(args), args.out, resume=args.resume)
-        from synthaug.training.distributed import is_main
-
         if not is_main():  # torchrun: rank 0 reports
             return 0
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()}))
         print(f"run folder: {args.out}")
         return 0
-    from synthaug.generators.api import sample_to_folder
 
     overrides, _ = parse_sets(args.set)
     info = sample_to_folder(args.run, args.out, args.per_class, args.seed, args.batch_size, args.device, overrides)

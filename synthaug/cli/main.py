@@ -8,6 +8,10 @@ import logging
 import os
 import sys
 
+from synthaug import __version__
+from synthaug.cli.errors import USER_ERRORS
+from synthaug.training import distributed
+
 # sub-command -> module in synthaug.cli that defines add_arguments(parser) and run(args) -> int
 COMMANDS = {
     "train": ("train", "train a classifier on a real dataset (the baseline)"),
@@ -48,8 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a bad flag (2): a code to return, not a process to end
         return int(exc.code or 0)
     if args.version:
-        from synthaug import __version__
-
         print(__version__)
         return 0
     if not getattr(args, "_run", None):
@@ -65,7 +67,6 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; re-run with --resume to continue from the last checkpoint", file=sys.stderr)
         return 130
     except Exception as exc:  # known, user-facing failures print one clear line
-        from synthaug.cli.errors import USER_ERRORS
 
         if isinstance(exc, USER_ERRORS):
             print(f"error: {exc}", file=sys.stderr)
@@ -79,8 +80,6 @@ def main(argv: list[str] | None = None) -> int:
 def _setup_distributed(args: argparse.Namespace) -> None:
     """Under torchrun: refuse commands that do not train data-parallel, then join the process group (before
     any model is built, so each process builds on the GPU of its local rank)."""
-    from synthaug.training import distributed
-
     command = args.command + (f" {args.generator_command}" if args.command == "generator" else "")
     distributed.check_command(command)
     distributed.setup()

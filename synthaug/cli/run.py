@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+from synthaug.config import ConfigError
+from synthaug.experiments import load_experiment_config, run_experiment
+from synthaug.experiments.executors import EXECUTORS, ExecutorConfig
 
 
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
     """--set a.b=value pairs -> nested dict; values parsed as YAML (numbers, lists, true/false)."""
-    import yaml
-
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -33,7 +38,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("executor", "Run the experiment's steps (generator fits, sampling, classifier runs) as "
                                          "tasks, several at once; the results are those of a run without executor "
                                          "at the same torch thread count. docs/scaling.md has the cluster recipes.")
-    from synthaug.experiments.executors import EXECUTORS
 
     g.add_argument("--executor", choices=list(EXECUTORS),
                    help="local: worker processes here; dask: a Dask cluster (--scheduler, or a local one on 127.0.0.1); "
@@ -48,10 +52,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from synthaug.experiments import load_experiment_config, run_experiment
-
     overrides = parse_sets(args.set)
     if args.seeds:
         overrides["seeds"] = [int(s) for s in args.seeds.split(",")]
@@ -69,9 +69,6 @@ def run(args: argparse.Namespace) -> int:
 
 def executor_config(args: argparse.Namespace) -> Any:
     """--executor and its flags -> ExecutorConfig (None: no executor); flags that need another executor are errors."""
-    from synthaug.config import ConfigError
-    from synthaug.experiments.executors import ExecutorConfig
-
     if args.executor is None:
         given = [flag for flag, value in (("--workers", args.workers), ("--scheduler", args.scheduler),
                                           ("--threads", args.threads), ("--slurm", args.slurm)) if value]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from synthaug.serve.config import MB, TOKEN_ENV
+import torch
+
+from synthaug.config import ConfigError
+from synthaug.serve.config import MB, ServeConfig, TOKEN_ENV, exposure_warning
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,7 +39,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):  # -> ServeConfig
-    from synthaug.serve.config import ServeConfig
 
     return ServeConfig.with_env_token(
         generator_runs=args.generator_run, classifier_run=args.classifier_run, runs_root=args.runs_root,
@@ -48,17 +50,13 @@ def config_from_args(args: argparse.Namespace):  # -> ServeConfig
 
 
 def run(args: argparse.Namespace) -> int:
-    from synthaug.config import ConfigError
-    from synthaug.serve.config import exposure_warning
-
     try:
-        import uvicorn
+        import uvicorn  # lazy: uvicorn and fastapi are the optional `serve` extra
 
         from synthaug.serve.app import create_app
     except ImportError as exc:
         raise ConfigError(f"synthaug serve needs the serve extra ({exc.name} is missing): "
                           "pip install 'synthaug[serve]'") from exc
-    import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)

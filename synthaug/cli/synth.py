@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from synthaug.cli.generator import parse_sets
+from synthaug.config import ConfigError, from_dict
+from synthaug.synthetic import FILTERS, SynthConfig, make_synthetic
+from synthaug.synthetic.evaluate import EvaluateConfig, evaluate_synthetic
+from synthaug.synthetic.shards import CHUNK_PER_CLASS, make_shard, merge_shards, parse_shard
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from synthaug.synthetic import FILTERS
-
     sub = p.add_subparsers(dest="synth_command", metavar="SUBCOMMAND", required=True)
     make = sub.add_parser("make", help="sample a trained generator, filter, store with a manifest")
     make.add_argument("--generator-run", required=True, help="folder written by `synthaug generator fit`")
@@ -66,12 +70,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_make(args: argparse.Namespace) -> int:
-    from synthaug.cli.generator import parse_sets
-    from synthaug.config import from_dict
-    from synthaug.synthetic import SynthConfig, make_synthetic
-
-    from synthaug.config import ConfigError
-
     if args.per_class is None and args.per_image is None:
         raise ConfigError("synth make needs --per-class N (images per class) or, in variations mode, --per-image M")
     sampling = parse_sets(args.set)[0]
@@ -87,8 +85,6 @@ def run_make(args: argparse.Namespace) -> int:
         classes=[c.strip() for c in args.classes.split(",")] if args.classes else None, batch_size=args.batch_size,
         export_png=args.png, device=args.device, seed=args.seed))
     if args.shard or args.chunk_per_class:
-        from synthaug.synthetic.shards import CHUNK_PER_CLASS, make_shard, parse_shard
-
         if not args.shard:
             raise ConfigError("--chunk-per-class sizes the chunks of a sharded set: add --shard INDEX/COUNT")
         manifest = make_shard(cfg, parse_shard(args.shard), args.out, args.chunk_per_class or CHUNK_PER_CLASS)
@@ -103,8 +99,6 @@ def run_make(args: argparse.Namespace) -> int:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from synthaug.synthetic.shards import merge_shards
-
     manifest = merge_shards(args.shards, args.out)
     print(f"{manifest['total']} images ({', '.join(f'{k}: {v}' for k, v in manifest['kept_per_class'].items())}) "
           f"from {len(args.shards)} shards: {args.out}")
@@ -112,9 +106,6 @@ def run_merge(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from synthaug.config import from_dict
-    from synthaug.synthetic.evaluate import EvaluateConfig, evaluate_synthetic
-
     cfg = from_dict(EvaluateConfig, dict(
         synthetic=args.synthetic, dataset=args.dataset, data_root=args.data_root, features=args.features,
         classifier_run=args.classifier_run, cas_steps=args.cas_steps, max_images=args.max_images, seed=args.seed,

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from synthaug.classifiers import CLASSIFIERS
 from synthaug.cli.common import add_data_arguments, csv_list, data_overrides
+from synthaug.config import from_dict, load_yaml, merge
+from synthaug.training.classify import ClassifierRunConfig, train_classifier_run
+from synthaug.training.config import RECIPES, SCHEDULES, auto_recipe_rule_text
+from synthaug.training.distributed import is_main
 
 TRAIN_FLAGS = {  # flag dest -> TrainConfig field
     "model": "model", "pretrained": "pretrained", "recipe": "recipe", "steps": "steps", "epochs": "epochs",
@@ -20,10 +25,6 @@ TRAIN_FLAGS = {  # flag dest -> TrainConfig field
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    from synthaug.classifiers import CLASSIFIERS
-
-    from synthaug.training.config import RECIPES, SCHEDULES, auto_recipe_rule_text
-
     g = p.add_argument_group("training", "Defaults give a strong baseline at any data size: the recipe that measured "
                                          "best at the data's size (--recipe auto) and max(--min-steps, --epochs x "
                                          "images / --batch-size) optimiser steps (200 images: 1000 steps; 60,000 "
@@ -108,16 +109,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synthaug.config import from_dict, load_yaml, merge
-    from synthaug.training.classify import ClassifierRunConfig, train_classifier
-
     base = load_yaml(args.config) if args.config else {}
     settings = merge(base, {"data": data_overrides(args), "train": train_overrides(args)})
     if settings.get("data", {}).get("unlabelled") is not None and "ssl" not in settings.get("train", {}):
         settings["train"]["ssl"] = "fixmatch"  # a pool given to `train` is there for consistency training
     cfg = from_dict(ClassifierRunConfig, settings)
-    metrics = train_classifier(cfg, args.out, resume=args.resume)
-    from synthaug.training.distributed import is_main
+    metrics = train_classifier_run(cfg, args.out, resume=args.resume)
 
     if not is_main():  # torchrun: rank 0 reports
         return 0

@@ -7,9 +7,7 @@ from typing import Any
 
 import torch
 
-
-class DatasetError(RuntimeError):
-    """A dataset could not be found, read or subset as asked; the message says what to do."""
+from synthaug.storage.errors import DatasetError  # noqa: F401  (defined in storage: the synthetic-set store raises it too)
 
 
 class MismatchError(ValueError):

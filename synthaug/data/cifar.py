@@ -81,7 +81,7 @@ class _Cifar(DatasetSource):
                     f"{self.dataset_name} not found in {self._root() / self.folder}; pass --data-root DIR holding "
                     f"{self.folder}/, or run with --download"
                 )
-            import torchvision.datasets as tvd
+            import torchvision.datasets as tvd  # lazy: torchvision.datasets is slow to import; only downloads need it
 
             getattr(tvd, self.archive_class)(str(self._root()), train=True, download=True)
         folder = self._root() / self.folder

@@ -23,7 +23,7 @@ class Digits(DatasetSource):
         return False  # a mirrored 2, 3, 4, 5, 7 or 9 is no digit (and a mirrored 6 is close to a 9's shape)
 
     def load(self) -> tuple[ImageDataset, ImageDataset]:
-        from sklearn.datasets import load_digits
+        from sklearn.datasets import load_digits  # lazy: scikit-learn is slow to import; only this dataset needs it
         from sklearn.model_selection import train_test_split
 
         bunch = load_digits()

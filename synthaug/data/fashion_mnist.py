@@ -83,7 +83,7 @@ class FashionMNIST(DatasetSource):
     def load(self) -> tuple[ImageDataset, ImageDataset]:
         found = self._locate()
         if found is None and self.download:
-            from torchvision.datasets import FashionMNIST as TVFashionMNIST
+            from torchvision.datasets import FashionMNIST as TVFashionMNIST  # lazy: torchvision.datasets is slow to import; only downloads need it
 
             root = Path(self.root) if self.root else default_cache_root()
             TVFashionMNIST(str(root), train=True, download=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from synthaug.data.base import DatasetError, ImageDataset, UnlabelledImages
 from synthaug.data.registry import DATASETS, DatasetSource
@@ -26,8 +27,6 @@ class BadImageError(DatasetError):
 
 
 def _flatten_alpha(img, background: int = 255):
-    from PIL import Image
-
     rgba = img.convert("RGBA")
     canvas = Image.new("RGBA", rgba.size, (background, background, background, 255))
     return Image.alpha_composite(canvas, rgba).convert("RGB")
@@ -35,8 +34,6 @@ def _flatten_alpha(img, background: int = 255):
 
 def pil_to_uint8(img, channels: int):
     """Any PIL mode -> 8-bit 'L' or 'RGB' image, converting values rather than truncating them."""
-    from PIL import Image
-
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16-bit grey (X-rays, microscopy): PIL's convert('L') clips at 255, so rescale 0..65535 -> 0..255.
@@ -54,8 +51,6 @@ def pil_to_uint8(img, channels: int):
 
 def read_image(path: Path, image_size: int, channels: int) -> np.ndarray:
     """One image file as uint8 ``[C, H, W]``; a clear error naming the file when it cannot be decoded."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as img:
             img.load()  # decode now so truncated files fail here, with their name

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from synthaug.data.base import DatasetError, ImageDataset
 
@@ -28,8 +29,6 @@ def safe_name(name: str) -> str:
 
 def export_image_folder(ds: ImageDataset, out: str | Path) -> Path:
     """Write `ds` as <out>/<class>/<index>.png (+ classes.json); written beside and renamed into place."""
-    from PIL import Image
-
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} already exists; choose another folder")
@@ -51,8 +50,6 @@ def export_image_folder(ds: ImageDataset, out: str | Path) -> Path:
 
 def import_image_folder(folder: str | Path, name: str | None = None) -> ImageDataset:
     """Read a tree written by export_image_folder (or any <class>/<image>.png tree: classes sorted by name)."""
-    from PIL import Image
-
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder} is not a folder of class sub-folders")

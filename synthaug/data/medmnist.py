@@ -13,7 +13,7 @@ from synthaug.data.registry import DATASETS, DatasetSource, default_cache_root
 
 def _info(flag: str) -> dict | None:
     try:
-        from medmnist import INFO
+        from medmnist import INFO  # lazy: medmnist is optional
     except ImportError:
         return None
     return INFO.get(flag)
@@ -79,7 +79,7 @@ class MedMNIST(DatasetSource):
         info = _info(self.spec)
         if info is None:
             raise DatasetError(f"unknown MedMNIST flag {self.spec!r}, or the medmnist package is not installed (pip install medmnist)")
-        import medmnist
+        import medmnist  # lazy: medmnist is optional
 
         root = Path(self.root) if self.root else default_cache_root() / "medmnist"
         root.mkdir(parents=True, exist_ok=True)

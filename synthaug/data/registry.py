@@ -9,10 +9,12 @@ from typing import Literal
 
 import torch
 
+from synthaug.config import from_dict
 from synthaug.data.base import DatasetError, DatasetSplits, ImageDataset, UnlabelledImages
 from synthaug.data.splits import fraction_subset, imbalance_counts, per_class_subset, stratified_split, take_counts
-from synthaug.data.transforms import conform, select_classes
+from synthaug.data.transforms import conform, resize_uint8, select_classes, to_channels
 from synthaug.registry import Registry
+from synthaug.storage.run_config import generator_data_section
 
 
 class DatasetSource:
@@ -88,6 +90,11 @@ class DataConfig:
             raise ValueError(f"DataConfig.imbalance_ratio must be in (0, 1], got {self.imbalance_ratio}")
         if isinstance(self.unlabelled, int) and self.unlabelled < 1:
             raise ValueError(f"DataConfig.unlabelled must be 'rest' or a positive number of images, got {self.unlabelled}")
+
+
+def generator_data_config(generator_run: str | Path) -> DataConfig:
+    """The DataConfig a generator was trained with (from its resolved config.json)."""
+    return from_dict(DataConfig, generator_data_section(generator_run))
 
 
 def make_source(cfg: DataConfig) -> DatasetSource:
@@ -170,8 +177,6 @@ def labelled_and_pool(train: ImageDataset, cfg: DataConfig) -> tuple[ImageDatase
 
 
 def conform_images(images: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
-    from synthaug.data.transforms import resize_uint8, to_channels
-
     if cfg.channels is not None:
         images = to_channels(images, cfg.channels)
     return resize_uint8(images, cfg.image_size) if cfg.image_size is not None else images

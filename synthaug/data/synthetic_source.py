@@ -5,7 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from synthaug.data.base import DatasetError, ImageDataset
-from synthaug.data.registry import DATASETS, DatasetSource
+from synthaug.data.registry import DATASETS, DatasetSource, generator_data_config, hflip_keeps_label, load_full
+from synthaug.storage.synthetic_store import read_manifest, read_stored_set
+
+
+def read_synthetic(folder: str | Path, verify: bool = True) -> ImageDataset:
+    """Load a synthetic dataset; a missing, truncated or altered shard raises an error naming the file."""
+    folder = Path(folder)
+    stored = read_stored_set(folder, verify)
+    provenance = {k: stored.manifest.get(k) for k in ("generator", "seed", "filters", "requested_per_class")}
+    provenance["source"] = "synthetic"
+    provenance["path"] = str(folder)
+    return ImageDataset(stored.images, stored.labels, stored.class_names, name=f"synthetic:{folder.name}",
+                        provenance=provenance, scores=stored.scores)
 
 
 @DATASETS.register("synthetic", prefix=True)
@@ -19,9 +31,7 @@ class SyntheticSource(DatasetSource):
         return ok, self.spec if ok else f"{self.spec} has no manifest.json"
 
     def _real_config(self):
-        from synthaug.synthetic.make import generator_data_config
-        from synthaug.synthetic.store import read_manifest
-
+        """The DataConfig of the real data set the synthetic set imitates (its generator's training data)."""
         run = read_manifest(self.spec)["generator"]["run"]
         try:
             return generator_data_config(run)
@@ -29,14 +39,9 @@ class SyntheticSource(DatasetSource):
             raise DatasetError(f"synthetic:{self.spec}: cannot find the real data set it imitates ({exc})") from exc
 
     def hflip_keeps_label(self) -> bool:
-        from synthaug.data.registry import hflip_keeps_label
-
         return hflip_keeps_label(self._real_config())  # images of a class keep their source's symmetries
 
     def load(self) -> tuple[ImageDataset, ImageDataset]:
-        from synthaug.data.registry import load_full
-        from synthaug.synthetic.store import read_synthetic
-
         train = read_synthetic(self.spec)
         _, test = load_full(self._real_config())
         if test.class_names != train.class_names:

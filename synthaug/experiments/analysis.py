@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from synthaug.experiments.arms import FIELDS
+from synthaug.stats import holm_correction, paired_tests, summarise, verdict
 from synthaug.utils import atomic_path
 
 COLUMNS = ["experiment", "arm", "seed", "metric", "value"]
@@ -67,8 +68,6 @@ def summarise_rows(rows: list[dict[str, Any]], baselines: dict[str, str], alpha:
     """{experiment: {arms: {arm: {metric: summary}}, fields: {arm: structured fields}, tests: {arm: {metric: paired
     test}}, hurts: {arm: [...]}, worse: {arm: [...]}}}. Arms in `real_only` use no synthetic images: being worse
     than the baseline puts them under "worse", not under "synthetic data hurts"."""
-    from synthaug.stats import holm_correction, paired_tests, summarise
-
     table = _table(rows)
     fields = arm_fields(rows)
     out: dict[str, Any] = {}
@@ -102,8 +101,6 @@ def summarise_rows(rows: list[dict[str, Any]], baselines: dict[str, str], alpha:
 
 def _hurts(tests: dict[str, dict[str, Any]], alpha: float) -> list[str]:
     """Reasons to flag "synthetic data hurts": significantly worse overall, or on some class's recall."""
-    from synthaug.stats import verdict
-
     reasons = []
     for metric, t in tests.items():
         if verdict(t, alpha) == "hurts":

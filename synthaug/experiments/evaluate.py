@@ -5,19 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from synthaug.classifiers import load_classifier
 from synthaug.data import ImageDataset, MismatchError
+from synthaug.storage.run_config import read_run_config
 from synthaug.training.config import TrainConfig
 from synthaug.training.loop import evaluate
 
 
 def evaluate_run(run_dir: str | Path, test: ImageDataset, device: str = "cpu") -> dict[str, Any]:
-    from synthaug.training.classify import load_classifier
-
-    import json
-
     model, spec = load_classifier(run_dir, device=device)
-    config = Path(run_dir) / "config.json"
-    saved = json.loads(config.read_text()).get("train", {}) if config.is_file() else {}
+    saved = read_run_config(run_dir, missing_ok=True).get("train", {})
     if spec["class_names"] != test.class_names:
         raise MismatchError(f"{run_dir} was trained on classes {spec['class_names']}, the test set has {test.class_names}")
     # evaluated as the run evaluates itself (flip TTA or not)

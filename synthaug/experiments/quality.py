@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from synthaug.classifiers import load_classifier
 from synthaug.data import DatasetSplits, ImageDataset
 from synthaug.experiments import steps
 from synthaug.experiments.arms import Arm
 from synthaug.experiments.context import Experiment
-from synthaug.synthetic.evaluate import _subsample, quality_metrics
+from synthaug.features import ClassifierFeatures
+from synthaug.synthetic.evaluate import quality_metrics, subsample as _subsample
 
 MAX_PER_SET = 2000  # features per set for the quality metrics (MMD permutations are quadratic)
 
@@ -25,8 +27,6 @@ MAX_PER_SET = 2000  # features per set for the quality metrics (MMD permutations
 def evaluator(exp: Experiment) -> torch.nn.Module:
     """The evaluator (trained once: a cached step), loaded once per experiment."""
     if exp.evaluator_model is None:
-        from synthaug.training.classify import load_classifier
-
         data_cfg = replace(exp.data, per_class=None, fraction=None, class_counts=None, imbalance_ratio=None,
                            minority_classes=None, val_fraction=0.0, unlabelled=None, seed=0)
         cfg = exp.cfg.evaluator or replace(exp.cfg.classifier, steps=None, epochs=3.0, tta_flip=False)
@@ -39,8 +39,6 @@ def evaluator(exp: Experiment) -> torch.nn.Module:
 
 
 def _features(model: torch.nn.Module, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    from synthaug.features import ClassifierFeatures
-
     features, probs = ClassifierFeatures(model=model, progress=False).extract(images)
     return features.astype(np.float64), probs
 

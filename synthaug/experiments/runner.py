@@ -8,22 +8,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from synthaug import __version__
-from synthaug.config import from_dict, load_yaml
+from synthaug.config import from_dict, load_yaml, merge
 from synthaug.experiments.analysis import summarise_rows, write_results
 from synthaug.experiments.config import ExperimentConfig
 from synthaug.experiments.context import Experiment
+from synthaug.experiments.executors import ExecutorConfig, make_executor
 from synthaug.experiments.kinds import BASELINES, KINDS, REAL_ONLY, VIEW_KINDS
+from synthaug.experiments.parallel import run_units
+from synthaug.report.build import build_report
+from synthaug.stats import labels_saved
 from synthaug.utils import to_jsonable, write_json_atomic
 
 if TYPE_CHECKING:
-    from synthaug.experiments.executors import Executor, ExecutorConfig
+    from synthaug.experiments.executors import Executor
 
 log = logging.getLogger(__name__)
 
 
 def load_experiment_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
-    from synthaug.config import merge
-
     return from_dict(ExperimentConfig, merge(load_yaml(path), overrides or {}), where=Path(path).name)
 
 
@@ -39,8 +41,6 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, report: bool = True,
     start = time.perf_counter()
     retries = None
     if executor is not None:
-        from synthaug.experiments.executors import ExecutorConfig, make_executor
-
         if isinstance(executor, ExecutorConfig):  # start it first: a scheduler that cannot be reached fails here
             executor, retries = make_executor(executor, out), executor.retries
     try:
@@ -55,8 +55,6 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, report: bool = True,
     write_json_atomic(out / "config.json", {"synthaug_version": __version__, "resolved_data": exp.data, **to_jsonable(cfg)})
     execution = None
     if executor is not None:
-        from synthaug.experiments.parallel import run_units
-
         execution = run_units(cfg, out, executor, retries=retries, log=exp.cache)  # closes the executor
     for kind in cfg.kinds:
         for view in cfg.compare_at if kind in VIEW_KINDS else cfg.compare_at[:1]:
@@ -83,15 +81,11 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, report: bool = True,
     write_json_atomic(out / "summary.json", summary)
     write_json_atomic(out / "artefacts.json", exp.artefacts)
     if report:
-        from synthaug.report.build import build_report
-
         build_report(out)
     return summary
 
 
 def _labels_saved(entry: dict[str, Any], cfg: ExperimentConfig) -> dict[str, Any]:
-    from synthaug.stats import labels_saved
-
     budgets = sorted(cfg.budgets)
     base = [entry["arms"][f"baseline@{b}"]["accuracy"]["mean"] for b in budgets]
     out = {}

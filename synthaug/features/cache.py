@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
 from synthaug.features.registry import FeatureExtractor
@@ -45,8 +45,6 @@ def save_statistics(path: str | Path, stats: FeatureStatistics, metadata: dict[s
 
 
 def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    from safetensors import safe_open
-
     try:
         tensors = load_file(str(path))
         with safe_open(str(path), framework="np") as f:

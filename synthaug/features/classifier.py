@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from synthaug.classifiers import Classifier
+from synthaug.classifiers import MODEL_FILE, Classifier, load_classifier
 from synthaug.features.registry import FEATURE_EXTRACTORS, FeatureExtractor
 from synthaug.utils import file_digest
 
@@ -38,8 +38,6 @@ class ClassifierFeatures(FeatureExtractor):
             raise ValueError("classifier feature extractor: give exactly one of run_dir (a classifier run folder) or model")
         self.image_size: int | None = None
         if run_dir is not None:
-            from synthaug.training.classify import MODEL_FILE, load_classifier
-
             model, spec = load_classifier(run_dir, device=str(self.device))
             self.image_size = int(spec["image_size"])
             self.identity = f"classifier:{file_digest(Path(run_dir) / MODEL_FILE)}"

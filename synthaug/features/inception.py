@@ -37,7 +37,7 @@ def _advice(cache_file: Path) -> str:
 def _build_inception(weights_path: str | Path | None) -> tuple[torch.nn.Module, str]:
     """torch-fidelity's InceptionV3 returning (pool3 features, logits without bias), and its identity."""
     try:
-        from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
+        from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3  # lazy: torch-fidelity is slow to import; only Inception features need it
     except ImportError as error:
         raise InceptionUnavailable("the inception feature extractor needs torch-fidelity: pip install torch-fidelity; "
                                    "or use the offline 'classifier' feature extractor") from error

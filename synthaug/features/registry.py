@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from synthaug.registry import Registry
 
@@ -46,8 +47,6 @@ class FeatureExtractor(ABC):
     def extract(self, images: torch.Tensor, batch_size: int | None = None,
                 progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Features [N, D] (float32) and softmax probabilities [N, K] (float64) in one pass."""
-        from tqdm.auto import tqdm
-
         images = self.check_images(images)
         batch_size = batch_size or self.batch_size
         batches = images.split(batch_size)

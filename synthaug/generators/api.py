@@ -10,10 +10,12 @@ from typing import Any
 import torch
 
 from synthaug.config import ConfigError, from_dict
-from synthaug.data import DataConfig, ImageDataset, load_data
+from synthaug.data import DataConfig, ImageDataset, generator_data_config, load_data
 from synthaug.generators.base import GENERATORS, Generator, load_generator, rule_steps
 from synthaug.generators.sources import SourceImages, choose_sources, sampling_mode, source_pool
+from synthaug.plots import save_class_grid
 from synthaug.runs import Run, check_resume_matches
+from synthaug.storage.checkpoints import save_tensors
 from synthaug.utils import to_jsonable, write_json_atomic
 
 IMAGES_FILE = "images.safetensors"
@@ -93,9 +95,6 @@ def sample_to_folder(run_dir: str | Path, out: str | Path, per_class: int, seed:
     """Write `per_class` samples of every class: images.safetensors (uint8 images, int64 labels, and for generators
     that vary real images the int64 source_index of each), grid.png and samples.json (with per-image settings such as
     prompts and strengths). `overrides` change sampling settings (e.g. guidance_scale, sampling_steps)."""
-    from synthaug.plots import save_class_grid
-    from synthaug.training.checkpoint import save_tensors
-
     if per_class < 1:
         raise ConfigError(f"--per-class must be >= 1, got {per_class}")
     out = Path(out)
@@ -124,6 +123,4 @@ def sample_to_folder(run_dir: str | Path, out: str | Path, per_class: int, seed:
 
 def generator_sources(gen: Generator, run_dir: str | Path) -> SourceImages:
     """The real images a generator varies: its own (kept at fit), else the real training split of its run."""
-    from synthaug.synthetic.make import generator_data_config
-
     return source_pool(gen, lambda: load_data(generator_data_config(run_dir)).train)[0]

@@ -204,7 +204,7 @@ class Generator:
                 "class_names": self.class_names}
 
     def save(self, directory: str | Path) -> None:
-        from synthaug.training.checkpoint import save_tensors
+        from synthaug.storage.checkpoints import save_tensors
 
         directory = Path(directory)
         save_tensors(directory / WEIGHTS_FILE, self.state_dict())
@@ -212,7 +212,7 @@ class Generator:
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu") -> "Generator":
-        from synthaug.training.checkpoint import load_tensors
+        from synthaug.storage.checkpoints import load_tensors
 
         spec = read_spec(directory)
         cfg = from_dict(cls.Config, {**spec["config"], "device": device})

@@ -22,8 +22,8 @@ from synthaug.data.base import ImageDataset, MismatchError, UnlabelledImages
 from synthaug.generators.base import Generator, GeneratorConfig
 from synthaug.generators.health import HealthMonitor, HealthWarning, class_diversity
 from synthaug.runs import Run
+from synthaug.storage.checkpoints import CheckpointError, flatten_optimizer, read_checkpoint, save_tensors, unflatten_optimizer
 from synthaug.training import distributed
-from synthaug.training.checkpoint import flatten_optimizer, unflatten_optimizer, read_checkpoint, save_tensors
 from synthaug.training.loop import TrainingDiverged
 from synthaug.training.sampler import BatchSampler
 from synthaug.utils import resolve_device, use_bf16, write_json_atomic
@@ -67,8 +67,6 @@ def save_training_state(path: Any, modules: dict[str, nn.Module], optimizers: di
 def load_training_state(path: Any, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
                         ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Restore in place what save_training_state wrote; return (loop state, extra tensors)."""
-    from synthaug.training.checkpoint import CheckpointError
-
     tensors, meta = read_checkpoint(path)
 
     def part(prefix: str) -> dict[str, torch.Tensor]:

@@ -159,7 +159,7 @@ class StableDiffusionImg2Img(StableDiffusionGenerator):
             self.sources = SourceImages(state["sources.images"], state["sources.labels"], state["sources.index"])
 
     def save(self, directory: str | Path) -> None:
-        from synthaug.training.checkpoint import save_tensors
+        from synthaug.storage.checkpoints import save_tensors
 
         super().save(directory)
         for token, vectors in self.learned_embeddings.items():  # diffusers' textual-inversion format, one file per class
@@ -167,7 +167,7 @@ class StableDiffusionImg2Img(StableDiffusionGenerator):
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu") -> Generator:
-        from synthaug.training.checkpoint import load_tensors
+        from synthaug.storage.checkpoints import load_tensors
 
         gen = super().load(directory, device=device)
         assert isinstance(gen, StableDiffusionImg2Img)

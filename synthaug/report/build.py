@@ -8,11 +8,16 @@ from typing import Any
 
 import numpy as np
 
+from synthaug.data import generator_data_config, load_data, read_synthetic
+from synthaug.plots import save_class_grid, save_confusion_matrix
 from synthaug.report import figures
 from synthaug.report.answer import GROUPS, alpha_of, answer_sentence, forest_rows, headline, write_answer
 from synthaug.report.blocks import Block, Figure, Heading, Para, Table, to_html, to_markdown
 from synthaug.report.numbers import mean_ci, number, percent, points
 from synthaug.report.tables import arm_details, arm_table, compute_table, metric_tables
+from synthaug.stats import summarise
+from synthaug.storage.run_config import CONFIG_FILE
+from synthaug.storage.synthetic_store import read_manifest
 from synthaug.utils import write_text_atomic
 
 QUALITY_FIRST = ["fid", "kid", "precision", "recall", "evaluator_agreement"]  # the quality table; the rest in details
@@ -131,8 +136,6 @@ class ReportBuilder:
 
     def training_length(self) -> None:
         """Steps chosen on validation (steps: auto): the grid, each arm's choice per seed, the accuracy-vs-steps curve."""
-        from synthaug.stats import summarise
-
         tuning = self.artefacts.get("tuning", {})
         if not tuning:
             return
@@ -188,9 +191,6 @@ class ReportBuilder:
             self.add(Heading("Details: more quality measures", 3), *rest)
 
     def samples(self) -> None:
-        from synthaug.plots import save_class_grid
-        from synthaug.synthetic import read_synthetic
-
         synth = self.artefacts.get("synthetic", {})
         added = False
         for name, per_seed in synth.items():
@@ -203,27 +203,21 @@ class ReportBuilder:
             ds = read_synthetic(folder, verify=False)
             if not added:
                 self.add(Heading("Samples: real vs synthetic"))
-                added = self._real_grid(ds.class_names)
+                self._real_grid()
+                added = True
             path = save_class_grid(ds.images.numpy(), ds.labels.numpy(), ds.class_names, self.figures / f"samples-{name}.png")
             self.add(Figure(path, f"{name}: synthetic images, one row per class (first seed)"))
 
-    def _real_grid(self, class_names: list[str]) -> bool:
-        from synthaug.plots import save_class_grid
-
+    def _real_grid(self) -> None:
+        """The real training images of the first generator that recorded its data (none when no run did)."""
         gens = self.artefacts.get("generators", {})
         for per_seed in gens.values():
             first = per_seed[sorted(per_seed, key=int)[0]]
-            cfg_path = Path(first["dir"]) / "config.json"
-            if cfg_path.is_file():
-                from synthaug.config import from_dict
-                from synthaug.data import DataConfig, load_data
-
-                data_cfg = from_dict(DataConfig, json.loads(cfg_path.read_text())["data"])
-                real = load_data(data_cfg).train
+            if (Path(first["dir"]) / CONFIG_FILE).is_file():
+                real = load_data(generator_data_config(first["dir"])).train
                 path = save_class_grid(real.images.numpy(), real.labels.numpy(), real.class_names, self.figures / "samples-real.png")
                 self.add(Figure(path, "real training images the generators saw (first seed)"))
-                return True
-        return True
+                return
 
     def losses(self) -> None:
         gens = self.artefacts.get("generators", {})
@@ -233,8 +227,6 @@ class ReportBuilder:
             self.add(Heading("Generator training"), Figure(path, "loss curves of each generator (first seed)"))
 
     def confusions(self) -> None:
-        from synthaug.plots import save_confusion_matrix
-
         conf = self.artefacts.get("confusion", {}).get("compare")
         entry = self.summary.get("compare")
         if not conf or not entry:
@@ -323,8 +315,6 @@ class ReportBuilder:
                  Table(["train / test", "accuracy % [95% CI]", "macro_f1 % [95% CI]"],
                        [[arm, mean_ci(m.get("accuracy"), "accuracy"), mean_ci(m.get("macro_f1"), "macro_f1")]
                         for arm, m in entry["arms"].items()]))
-        from synthaug.plots import save_confusion_matrix
-
         names = self.artefacts.get("class_names", [])
         for i, (arm, cm) in enumerate(self.artefacts.get("confusion", {}).get("transfer", {}).items()):
             path = save_confusion_matrix(np.array(cm), names, self.figures / f"cm-transfer-{i}.png", title=arm)
@@ -384,10 +374,6 @@ class ReportBuilder:
 
     def _variation_grid(self) -> Path | None:
         """Rows: one labelled image per class, then its first variation at each strength (first seed, first M)."""
-        from synthaug.plots import save_class_grid
-        from synthaug.synthetic import read_manifest, read_synthetic
-        from synthaug.synthetic.make import generator_data_config
-
         sets = {}
         for per_seed in self.artefacts.get("synthetic", {}).values():
             first = per_seed[sorted(per_seed, key=int)[0]]
@@ -398,8 +384,6 @@ class ReportBuilder:
         name, by_m = next(iter(sets.items()))
         by_t = by_m[min(by_m)]
         strengths = sorted(by_t)
-        from synthaug.data import load_data
-
         manifest = read_manifest(by_t[strengths[0]])
         train = load_data(generator_data_config(manifest["generator"]["run"])).train
         rows, labels, titles = [], [], []

@@ -8,14 +8,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from synthaug.plots import _plt, save_figure
+from synthaug.plots import pca_figure, pyplot, save_figure  # noqa: F401  (pca_figure: re-exported)
 
 
 def curve_figure(path: Path, xs: Sequence[float], series: dict[str, list[dict]], xlabel: str, ylabel: str, title: str,
                  logx: bool = False, percent: bool = False) -> Path:
     """Mean with a 95 % CI band per series; each point is a summary dict with mean, ci_low, ci_high. `percent`:
     the values are shares, drawn as percentages like the report's tables."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     scale = 100.0 if percent else 1.0
     for name, points in series.items():
@@ -37,7 +37,7 @@ def curve_figure(path: Path, xs: Sequence[float], series: dict[str, list[dict]],
 def steps_figure(path: Path, curves: dict[str, tuple[list[int], list[dict]]], chosen: dict[str, list[int]]) -> Path:
     """Validation accuracy against optimiser steps, one line per arm (mean and 95 % CI over seeds), with the
     step counts chosen for it marked."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, (steps, points) in curves.items():
         mean = np.array([p["mean"] for p in points])
@@ -56,7 +56,7 @@ def steps_figure(path: Path, curves: dict[str, tuple[list[int], list[dict]]], ch
 
 
 def loss_figure(path: Path, generator_dirs: dict[str, Path]) -> Path | None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     drawn = False
     for name, folder in generator_dirs.items():
@@ -79,30 +79,6 @@ def loss_figure(path: Path, generator_dirs: dict[str, Path]) -> Path | None:
     ax.set_title("Generator training losses (first seed)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return save_figure(fig, path)
-
-
-def pca_figure(path: Path, features_file: Path, title: str) -> Path:
-    """PCA of evaluator features, real vs synthetic, one colour per class (the Stevens report's Fig. 5)."""
-    from sklearn.decomposition import PCA
-
-    data = np.load(features_file, allow_pickle=False)
-    real, synthetic = data["real"], data["synthetic"]
-    pca = PCA(n_components=2, random_state=0).fit(np.concatenate([real, synthetic]))
-    r2, s2 = pca.transform(real), pca.transform(synthetic)
-    names = [str(n) for n in data["class_names"]]
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True, sharey=True)
-    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-    for ax, pts, labels, kind in ((axes[0], r2, data["real_labels"], "real"), (axes[1], s2, data["synthetic_labels"], "synthetic")):
-        for k, name in enumerate(names):
-            sel = labels == k
-            ax.scatter(pts[sel, 0], pts[sel, 1], s=4, alpha=0.5, color=cmap(k % cmap.N), label=name)
-        ax.set_title(f"{kind} ({len(pts)} images)")
-        ax.set_xlabel("PC1")
-    axes[0].set_ylabel("PC2")
-    axes[1].legend(markerscale=3, fontsize=7, loc="best")
-    fig.suptitle(title)
     return save_figure(fig, path)
 
 
@@ -146,7 +122,7 @@ def draw_forest(ax: Any, rows: Sequence[Any], group_titles: dict[str, str], metr
 
 
 def forest_figure(path: Path, rows: Sequence[Any], group_titles: dict[str, str], metric: str = "accuracy") -> Path:
-    plt = _plt()
+    plt = pyplot()
     groups = len({r.group for r in rows})
     fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.28 * (len(rows) + 1.4 * groups)))
     draw_forest(ax, rows, group_titles, metric)

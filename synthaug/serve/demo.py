@@ -11,6 +11,13 @@ import json
 import sys
 from pathlib import Path
 
+from synthaug.cli.main import main as cli
+from synthaug.config import from_dict
+from synthaug.data import DataConfig
+from synthaug.data.registry import make_source
+from synthaug.generators.api import GeneratorRunConfig, train_generator
+from synthaug.training.classify import ClassifierRunConfig, train_classifier_run
+
 DONE = "done.json"  # what an experiment step writes when it finished (synthaug.experiments.steps)
 # small on purpose: a first look at the page, not the best model (see docs/generators.md for those). The cgan is
 # the demo's recipe (configs/quickstart.yaml; bf16 where the CPU has fast kernels, else fp32 with a warning).
@@ -39,9 +46,6 @@ def demo_runs(demo: str | Path) -> tuple[list[str], str] | None:
 
 def dataset_here() -> dict:
     """Fashion-MNIST when installed, else scikit-learn's digits at 16x16 (what the demo falls back to)."""
-    from synthaug.data import DataConfig
-    from synthaug.data.registry import make_source
-
     if make_source(DataConfig("fashion-mnist")).availability()[0]:
         return {"dataset": "fashion-mnist"}
     print("NOTICE: Fashion-MNIST is not installed here (apt-get install dataset-fashion-mnist); using digits", file=sys.stderr)
@@ -50,10 +54,6 @@ def dataset_here() -> dict:
 
 def train_small_runs(out: str | Path) -> tuple[list[str], str]:
     """Train what is missing under `out` (cgan/, classifier/); a killed training resumes from its checkpoint."""
-    from synthaug.config import from_dict
-    from synthaug.generators.api import GeneratorRunConfig, train_generator
-    from synthaug.training.classify import ClassifierRunConfig, train_classifier
-
     out = Path(out)
     data = dataset_here()
     gen_dir, clf_dir = out / "cgan", out / "classifier"
@@ -64,7 +64,7 @@ def train_small_runs(out: str | Path) -> tuple[list[str], str]:
     if not (clf_dir / "model.json").is_file():
         print(f"training a small-cnn into {clf_dir} ({SMALL_CLASSIFIER['steps']} steps)...", file=sys.stderr)
         cfg = from_dict(ClassifierRunConfig, {"data": data, "train": {**SMALL_CLASSIFIER, "progress": False}})
-        metrics = train_classifier(cfg, clf_dir, resume=(clf_dir / "config.json").is_file())
+        metrics = train_classifier_run(cfg, clf_dir, resume=(clf_dir / "config.json").is_file())
         print(f"  test accuracy {metrics['accuracy']:.3f}", file=sys.stderr)
     return [f"cgan={gen_dir}"], str(clf_dir)
 
@@ -84,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     serve = [arg for g in generators for arg in ("--generator-run", g)]
     serve += ["--classifier-run", classifier, "--runs-root", args.runs_root, *extra]
     print("synthaug serve " + " ".join(serve), file=sys.stderr)
-    from synthaug.cli.main import main as cli
 
     return cli(["serve", *serve])
 

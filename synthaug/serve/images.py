@@ -10,14 +10,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
+
+from synthaug.data.folder import pil_to_uint8
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same seed gives a byte-identical zip
 
 
 def png_bytes(image: torch.Tensor) -> bytes:
     """One uint8 [C, H, W] image (C = 1 or 3) as PNG."""
-    from PIL import Image
-
     arr = image.cpu().numpy()
     pil = Image.fromarray(arr[0], mode="L") if arr.shape[0] == 1 else Image.fromarray(arr.transpose(1, 2, 0), mode="RGB")
     buf = io.BytesIO()
@@ -42,10 +43,6 @@ def png_zip(images: torch.Tensor, manifest: dict[str, Any]) -> bytes:
 def to_model_input(image: Any, channels: int, size: int) -> torch.Tensor:
     """A decoded PIL image as the classifier sees it: uint8 [C, size, size], converted and resized the way
     image folders are read for training (synthaug.data.folder)."""
-    from PIL import Image
-
-    from synthaug.data.folder import pil_to_uint8
-
     img = pil_to_uint8(image, channels)
     if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BILINEAR)

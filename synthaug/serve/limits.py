@@ -10,6 +10,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from PIL import Image, ImageOps
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -170,8 +172,6 @@ class DecodedImage:
 
 def decode_image(data: bytes, filename: str, max_pixels: int) -> DecodedImage:
     """Sniff, check the pixel count from the header, then decode; RequestRefused (415 / 400) says why not."""
-    from PIL import Image, ImageOps
-
     name = filename or "upload"
     fmt = sniff_format(data)
     if fmt is None:

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from synthaug.classifiers import load_classifier
 from synthaug.config import ConfigError
 from synthaug.generators import GENERATORS, Generator, load_generator
 from synthaug.generators.sources import samples_from_labels
 from synthaug.serve.batching import Request
-from synthaug.training.classify import load_classifier
 from synthaug.training.config import TrainConfig
 from synthaug.training.loop import predict_proba
 from synthaug.utils import resolve_device

@@ -10,8 +10,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from synthaug.data import DataConfig, DatasetSplits, ImageDataset, MismatchError, load_data
-from synthaug.utils import config_hash
+from synthaug import metrics as M
+from synthaug.data import DataConfig, DatasetSplits, ImageDataset, MismatchError, generator_data_config, load_data, read_synthetic
+from synthaug.data.registry import default_cache_root
+from synthaug.features import FEATURE_EXTRACTORS
+from synthaug.plots import pca_figure, save_class_grid
+from synthaug.runs import Run
+from synthaug.storage.synthetic_store import read_manifest
+from synthaug.training.classify import train_on_splits
+from synthaug.training.config import TrainConfig
+from synthaug.training.reference import reference_classifier
+from synthaug.utils import config_hash, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +45,6 @@ def quality_metrics(real_test: np.ndarray, real_train: np.ndarray, synthetic: np
     FID, KID, precision/recall/density/coverage and MMD compare with `real_test`; memorisation compares
     with `real_train`, the images the generator saw.
     """
-    from synthaug import metrics as M
-
     kid = M.kid(real_test, synthetic, subsets=20, subset_size=min(500, len(real_test), len(synthetic)), seed=seed)
     manifold = M.prdc(real_test, synthetic, k=5)
     mmd = M.mmd_permutation_test(real_test[:mmd_points], synthetic[:mmd_points], permutations=permutations, seed=seed)
@@ -50,9 +57,6 @@ def quality_metrics(real_test: np.ndarray, real_train: np.ndarray, synthetic: np
 
 def _real_data(cfg: EvaluateConfig, synthetic: ImageDataset) -> tuple[DataConfig, DatasetSplits]:
     """The generator's real training data (for memorisation) and the real test set (for everything else)."""
-    from synthaug.synthetic.make import generator_data_config
-    from synthaug.synthetic.store import read_manifest
-
     if cfg.dataset:
         data_cfg = DataConfig(cfg.dataset, data_root=cfg.data_root, image_size=synthetic.image_size[0],
                               channels=synthetic.channels)
@@ -71,30 +75,20 @@ def _real_data(cfg: EvaluateConfig, synthetic: ImageDataset) -> tuple[DataConfig
 def _reference_classifier(cfg: EvaluateConfig, data_cfg: DataConfig) -> tuple[str, float | None]:
     """The run folder of the feature classifier: given, or trained on the FULL real training set and cached
     (it measures, it never trains an arm, so using all labels here gives no arm extra data)."""
-    from synthaug.data.registry import default_cache_root
-    from synthaug.runs import Run
-    from synthaug.training.classify import train_on_splits
-    from synthaug.training.config import TrainConfig
-
     if cfg.classifier_run:
         return cfg.classifier_run, None
     full_cfg = replace(data_cfg, per_class=None, fraction=None, class_counts=None, imbalance_ratio=None,
                        minority_classes=None, val_fraction=0.0, unlabelled=None, seed=0)
     train_cfg = TrainConfig(model="small-cnn", recipe="plain", epochs=5, min_steps=1, batch_size=128, augment=["crop"],
                             progress=False, device=cfg.device)
-    folder = default_cache_root() / "evaluators" / config_hash([full_cfg, train_cfg])
-    if not (folder / "metrics.json").is_file():
-        log.warning("training the reference classifier for features on the full %s training set (cached in %s)",
-                    data_cfg.dataset, folder)
-        run = Run(folder, resume=True)
-        run.write_config({"data": full_cfg, "train": train_cfg, "purpose": "feature extractor of synth evaluate"})
-        train_on_splits(load_data(full_cfg), train_cfg, run)
-    import json
-
-    return str(folder), json.loads((folder / "metrics.json").read_text())["accuracy"]
+    folder, metrics = reference_classifier(
+        default_cache_root() / "evaluators" / config_hash([full_cfg, train_cfg]), train_cfg, lambda: load_data(full_cfg),
+        {"data": full_cfg, "train": train_cfg, "purpose": "feature extractor of synth evaluate"},
+        f"the reference classifier for features on the full {data_cfg.dataset} training set")
+    return str(folder), metrics["accuracy"]
 
 
-def _subsample(ds: ImageDataset, n: int, seed: int) -> ImageDataset:
+def subsample(ds: ImageDataset, n: int, seed: int) -> ImageDataset:
     """At most `n` images, a seeded random subset kept in the original order."""
     if len(ds) <= n:
         return ds
@@ -104,10 +98,6 @@ def _subsample(ds: ImageDataset, n: int, seed: int) -> ImageDataset:
 def _cas(cfg: EvaluateConfig, splits: DatasetSplits, synthetic: ImageDataset, out: Path) -> dict[str, float]:
     """Classification accuracy score: a classifier trained on synthetic images only, tested on real ones,
     next to the same classifier trained on the generator's real training images."""
-    from synthaug.runs import Run
-    from synthaug.training.classify import train_on_splits
-    from synthaug.training.config import TrainConfig
-
     steps = cfg.cas_steps or max(500, round(10 * len(synthetic) / 128))
     train_cfg = TrainConfig(model="small-cnn", recipe="plain", steps=steps, batch_size=128, augment=["crop"], progress=False,
                             device=cfg.device, seed=cfg.seed)
@@ -119,13 +109,6 @@ def _cas(cfg: EvaluateConfig, splits: DatasetSplits, synthetic: ImageDataset, ou
 
 def evaluate_synthetic(cfg: EvaluateConfig, out: str | Path) -> dict[str, Any]:
     """Feature metrics (overall and per class), CAS, memorisation and plots; writes out/metrics.json."""
-    from synthaug import metrics as M
-    from synthaug.features import FEATURE_EXTRACTORS
-    from synthaug.plots import save_class_grid
-    from synthaug.report.figures import pca_figure
-    from synthaug.synthetic.store import read_synthetic
-    from synthaug.utils import write_json_atomic
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     synthetic = read_synthetic(cfg.synthetic)
@@ -137,7 +120,7 @@ def evaluate_synthetic(cfg: EvaluateConfig, out: str | Path) -> dict[str, Any]:
         info.update(classifier_run=run_dir, classifier_test_accuracy=acc)
     else:
         extractor = FEATURE_EXTRACTORS.create(cfg.features, device=cfg.device)
-    test, train, syn = (_subsample(d, cfg.max_images, cfg.seed) for d in (splits.test, splits.train, synthetic))
+    test, train, syn = (subsample(d, cfg.max_images, cfg.seed) for d in (splits.test, splits.train, synthetic))
     f_test, f_train = extractor.features(test.images), extractor.features(train.images)
     f_syn, p_syn = extractor.extract(syn.images)
     metrics: dict[str, Any] = quality_metrics(f_test, f_train, f_syn, p_syn, cfg.seed)

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from synthaug.config import ConfigError
+from synthaug.features import ClassifierFeatures
 from synthaug.metrics.distances import kth_neighbour_distance, nearest_neighbours, pairwise_distances
 from synthaug.registry import Registry
 
@@ -30,8 +32,6 @@ class FilterContext:
 
     def extractor(self):
         if self._extractor is None:
-            from synthaug.features import ClassifierFeatures
-
             device = next(self.classifier.parameters()).device
             self._extractor = ClassifierFeatures(model=self.classifier, device=device, batch_size=self.batch_size,
                                                  progress=False)
@@ -156,8 +156,6 @@ class DedupFilter(SampleFilter):
 
 def parse_filter(spec: str) -> SampleFilter:
     """'confidence:tau=0.8' or 'confidence:top_k=500' or 'dedup' -> a filter."""
-    from synthaug.config import ConfigError
-
     name, _, args = spec.partition(":")
     if name not in FILTERS:
         raise ConfigError(f"unknown filter {name!r}; available: {', '.join(FILTERS.available())}")

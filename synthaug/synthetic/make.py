@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -11,14 +10,18 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from synthaug.config import ConfigError, from_dict
-from synthaug.data import DataConfig, ImageDataset, MismatchError, load_data
+from synthaug.classifiers import load_classifier
+from synthaug.config import ConfigError
+from synthaug.data import DatasetSplits, ImageDataset, MismatchError, generator_data_config, load_data
 from synthaug.generators.base import WEIGHTS_FILE, Generator, read_spec
 from synthaug.generators.ensemble import load_generators
 from synthaug.generators.sources import SourceImages, choose_sources, sampling_mode, source_pool
+from synthaug.storage.synthetic_store import write_synthetic
 from synthaug.synthetic.filters import FilterContext, SampleFilter, parse_filter
-from synthaug.synthetic.store import write_synthetic
+from synthaug.training.config import TrainConfig
+from synthaug.training.reference import reference_classifier
 from synthaug.utils import config_hash, file_digest
 
 log = logging.getLogger(__name__)
@@ -60,41 +63,21 @@ class SynthConfig:
             raise ValueError(f"SynthConfig.per_image must be >= 1 and cannot be combined with counts, got {self.per_image}")
 
 
-def generator_data_config(generator_run: str | Path) -> DataConfig:
-    """The DataConfig a generator was trained with (from its resolved config.json)."""
-    path = Path(generator_run) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{generator_run} has no config.json; is it a `synthaug generator fit` run folder?")
-    data = json.loads(path.read_text()).get("data")
-    if data is None:
-        raise ValueError(f"{path} records no `data` section, so the generator's real training data is unknown")
-    return from_dict(DataConfig, data)
-
-
 def filter_classifier(cfg: SynthConfig, real: ImageDataset) -> torch.nn.Module:
     """The classifier given by --classifier-run, or one trained on the generator's real data (cached)."""
-    from synthaug.training.classify import load_classifier
-
     if cfg.classifier_run:
         model, spec = load_classifier(cfg.classifier_run, device=cfg.device)
         if spec["class_names"] != real.class_names:
             raise MismatchError(f"classifier {cfg.classifier_run} knows classes {spec['class_names']}, the generator "
                                 f"{real.class_names}; pass a classifier trained on the generator's classes, or none")
         return model
-    from synthaug.runs import Run
-    from synthaug.training.classify import train_on_splits
-    from synthaug.training.config import TrainConfig
-    from synthaug.data import DatasetSplits
-
     steps = max(500, round(10 * len(real) / 128))
     train_cfg = TrainConfig(model="small-cnn", recipe="plain", steps=steps, batch_size=min(128, len(real)), augment=["crop"],
                             progress=False, device=cfg.device)
     cache = Path(cfg.generator_run) / f"filter_classifier-{config_hash([train_cfg, real.class_counts()])}"
-    if not (cache / "model.safetensors").is_file():
-        log.warning("training a filter classifier on the generator's %d real images (cached in %s)", len(real), cache)
-        run = Run(cache, resume=True)
-        run.write_config({"train": train_cfg, "purpose": "filter classifier for synthaug synth make"})
-        train_on_splits(DatasetSplits(real, real), train_cfg, run)
+    reference_classifier(cache, train_cfg, lambda: DatasetSplits(real, real),
+                         {"train": train_cfg, "purpose": "filter classifier for synthaug synth make"},
+                         f"a filter classifier on the generator's {len(real)} real images")
     model, _ = load_classifier(cache, device=cfg.device)
     return model
 
@@ -139,8 +122,6 @@ def _draw(generator: Generator, counts: dict[int, int], seed: int, batch_size: i
 def make_synthetic(cfg: SynthConfig, out: str | Path, real: ImageDataset | None = None) -> dict[str, Any]:
     """Sample, filter and store; returns the manifest. `real` (the generator's real training data) is
     re-loaded from the generator's config when not given."""
-    from tqdm.auto import tqdm
-
     generator = load_generators([cfg.generator_run, *cfg.ensemble], device=cfg.device)
     if cfg.sampling:
         generator.override(cfg.sampling)

@@ -7,6 +7,8 @@ pool (UnlabelledImages) carries none.
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from synthaug.data.base import ImageDataset, UnlabelledImages
@@ -26,7 +28,6 @@ def pseudo_label(teacher: torch.nn.Module, pool: UnlabelledImages, class_names: 
     keep = (confidence >= tau).nonzero().squeeze(1)
     if max_images is not None and len(keep) > max_images:
         keep = keep[confidence[keep].argsort(descending=True, stable=True)[:max_images]].sort().values
-    import hashlib
 
     digest = hashlib.sha256(keep.numpy().tobytes() + labels[keep].numpy().tobytes()).hexdigest()[:12]
     return ImageDataset(pool.images[keep], labels[keep], list(class_names), name=f"pseudo-labelled:{pool.name}",

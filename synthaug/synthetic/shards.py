@@ -26,8 +26,9 @@ import torch
 
 from synthaug.config import ConfigError
 from synthaug.data.base import DatasetError, ImageDataset, MismatchError
+from synthaug.data.synthetic_source import read_synthetic
+from synthaug.storage.synthetic_store import read_manifest, write_synthetic
 from synthaug.synthetic.make import SynthConfig, make_synthetic
-from synthaug.synthetic.store import read_manifest, read_synthetic, write_synthetic
 from synthaug.utils import to_jsonable
 
 CHUNK_PER_CLASS = 100  # default images per class in one chunk (the unit of sharding)

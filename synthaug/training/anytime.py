@@ -19,6 +19,7 @@ import contextlib
 from typing import Callable, Iterator
 
 import torch
+from schedulefree import AdamWScheduleFree
 from torch import nn
 
 
@@ -27,8 +28,6 @@ def is_schedule_free(optimizer: torch.optim.Optimizer) -> bool:
 
 
 def make_schedule_free(groups: list[dict], lr: float, warmup_steps: int) -> torch.optim.Optimizer:
-    from schedulefree import AdamWScheduleFree
-
     optimizer = AdamWScheduleFree(groups, lr=lr, warmup_steps=warmup_steps)
     optimizer.train()  # the package refuses to step in eval mode; a fresh optimiser starts in it
     return optimizer

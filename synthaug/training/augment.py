@@ -81,7 +81,7 @@ class Augmenter:
         self.ops = list(cfg.augment)
         self.auto = None
         if "randaugment" in self.ops or "trivialaugment" in self.ops:
-            from torchvision.transforms import v2
+            from torchvision.transforms import v2  # lazy: torchvision.transforms is slow to import; only these ops need it
 
             self.auto = (v2.RandAugment(num_ops=cfg.randaugment_ops, magnitude=cfg.randaugment_magnitude)
                          if "randaugment" in self.ops else v2.TrivialAugmentWide())

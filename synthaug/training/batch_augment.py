@@ -190,13 +190,13 @@ def _solarize(image: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
 
 
 def _autocontrast(image: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
-    from torchvision.transforms.v2 import functional as TF
+    from torchvision.transforms.v2 import functional as TF  # lazy: torchvision.transforms is slow to import; two ops need it
 
     return TF.autocontrast(image)  # per image and channel already
 
 
 def _equalize(image: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
-    from torchvision.transforms.v2 import functional as TF
+    from torchvision.transforms.v2 import functional as TF  # lazy: torchvision.transforms is slow to import; two ops need it
 
     return TF.equalize(image)  # torchvision's kernel takes a batch with a histogram per image
 

@@ -12,16 +12,16 @@ import numpy as np
 import torch
 
 from synthaug.classifiers import Classifier, build_classifier, channel_stats
+from synthaug.classifiers.saved import MODEL_FILE, MODEL_SPEC, load_classifier, save_classifier  # noqa: F401  (re-exported)
 from synthaug.data import DataConfig, DatasetSplits, ImageDataset, load_data
 from synthaug.plots import save_confusion_matrix
 from synthaug.runs import Run, check_resume_matches
-from synthaug.training.checkpoint import load_checkpoint, save_checkpoint
+from synthaug.storage.checkpoints import load_checkpoint
 from synthaug.training.config import TrainConfig, fit_to_data
+from synthaug.training.distributed import current
 from synthaug.training.loop import TrainData, evaluate, fit
-from synthaug.utils import atomic_path, write_json_atomic
-
-MODEL_FILE = "model.safetensors"
-MODEL_SPEC = "model.json"
+from synthaug.training.tune import TuneResult, tune_steps
+from synthaug.utils import atomic_path
 
 
 @dataclass
@@ -36,26 +36,6 @@ def new_classifier(train_set: ImageDataset, cfg: TrainConfig) -> Classifier:
     mean, std = channel_stats(train_set.images)
     return build_classifier(cfg.model, train_set.channels, train_set.num_classes, train_set.image_size[0],
                             mean=mean, std=std, pretrained=cfg.pretrained)
-
-
-def save_classifier(model: Classifier, folder: Path, model_name: str, train_set: ImageDataset) -> None:
-    """model.json + model.safetensors into `folder`: what load_classifier (and `synth make --classifier-run`) reads."""
-    spec = {"model": model_name, "in_channels": train_set.channels, "num_classes": train_set.num_classes,
-            "image_size": train_set.image_size[0], "class_names": train_set.class_names}
-    write_json_atomic(folder / MODEL_SPEC, spec)
-    save_checkpoint(folder / MODEL_FILE, model)
-
-
-def load_classifier(run_dir: str | Path, device: str = "cpu") -> tuple[Classifier, dict[str, Any]]:
-    """Rebuild a trained classifier from its run folder (model.json + model.safetensors)."""
-    run_dir = Path(run_dir)
-    spec_path = run_dir / MODEL_SPEC
-    if not spec_path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a classifier run: {MODEL_SPEC} is missing (train one with `synthaug train`)")
-    spec = json.loads(spec_path.read_text())
-    model = build_classifier(spec["model"], spec["in_channels"], spec["num_classes"], spec["image_size"])
-    load_checkpoint(run_dir / MODEL_FILE, model)
-    return model.to(device).eval(), spec
 
 
 def write_predictions(path: Path, probs: np.ndarray, y_true: np.ndarray, class_names: list[str]) -> None:
@@ -105,8 +85,6 @@ RESUMABLE_CHANGES = {"progress", "device", "threads", "checkpoint_every", "log_e
 def fit_and_score(trial: TrainConfig, train: ImageDataset, val: ImageDataset, synthetic: ImageDataset | None = None,
                   p_real: float | None = None) -> tuple[float, list[dict[str, Any]]]:
     """Train a fresh model on `train` (+ synthetic) and score it on `val`: a training.tune ScoreFn."""
-    from synthaug.training.distributed import current
-
     trial = fit_to_data(trial, train)
     model = new_classifier(train, trial)
     summary = fit(model, TrainData(train, synthetic, p_real), trial, val=val if trial.eval_every else None)
@@ -117,8 +95,6 @@ def fit_and_score(trial: TrainConfig, train: ImageDataset, val: ImageDataset, sy
 def resolve_schedule(cfg: TrainConfig, train: ImageDataset, run: Run) -> TrainConfig:
     """Fixed steps for this data: the schedule rule, or (steps auto) the length chosen on validation data held
     out from `train`, kept in run/tuning.json so a resumed run does not tune again."""
-    from synthaug.training.tune import TuneResult, tune_steps
-
     if cfg.steps != "auto":
         return replace(cfg, steps=cfg.total_steps(len(train)))
     saved = run.file("tuning.json")
@@ -137,7 +113,7 @@ def resolve_schedule(cfg: TrainConfig, train: ImageDataset, run: Run) -> TrainCo
     return replace(cfg, steps=result.steps, lr=result.lr)
 
 
-def train_classifier(cfg: ClassifierRunConfig, out: str | Path, resume: bool = False) -> dict[str, Any]:
+def train_classifier_run(cfg: ClassifierRunConfig, out: str | Path, resume: bool = False) -> dict[str, Any]:
     """`synthaug train`: the resolved schedule (fixed steps) goes into config.json, then train and test."""
     run = Run(out, resume=resume)
     splits = load_data(cfg.data)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from synthaug.config import ConfigError
@@ -189,7 +190,6 @@ def setup(timeout_minutes: float = 30.0) -> DistContext:
     if world == 1:
         _CONTEXT = DistContext()
         return _CONTEXT
-    import torch.distributed as dist
 
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
@@ -216,8 +216,6 @@ def shutdown(succeeded: bool = True) -> None:
     """
     global _CONTEXT
     if _CONTEXT is not None and _CONTEXT.enabled:
-        import torch.distributed as dist
-
         if dist.is_initialized():
             if succeeded:
                 dist.barrier()

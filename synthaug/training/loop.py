@@ -7,24 +7,27 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
+from tqdm.auto import tqdm
 
 from synthaug.data.base import ImageDataset, MismatchError, UnlabelledImages
 from synthaug.metrics.classification import classification_metrics
-from synthaug.runs import Run
-from synthaug.training import anytime
+from synthaug.storage.checkpoints import load_checkpoint, read_model_weights, save_checkpoint
+from synthaug.training import anytime, distributed
 from synthaug.training.augment import Augmenter, mix_batch, soft_targets
-from synthaug.training.checkpoint import load_checkpoint, save_checkpoint
-from synthaug.training import distributed
 from synthaug.training.config import TrainConfig, fit_to_data
 from synthaug.training.sampler import BatchSampler
 from synthaug.training.ssl import UnlabelledStream, fixmatch_loss, warmup_ema
 from synthaug.utils import resolve_device, use_bf16
+
+if TYPE_CHECKING:  # annotations only: synthaug.runs imports this package (for the rank) when it loads
+    from synthaug.runs import Run
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -165,7 +168,7 @@ class _State:
         self.__dict__.update(d)
 
 
-class _Session:
+class TrainingSession:
     """Everything one fit() call sets up: device tensors, sampler, augmentation, optimiser, checkpoints.
 
     Under torchrun every process builds the same session; `dist` shards each global batch and averages
@@ -199,8 +202,6 @@ class _Session:
         self.unlabelled = self._unlabelled_stream(data)
         self.ema = None  # the weights to evaluate, when averaged (consistency training)
         if cfg.ema_decay:
-            from torch.optim.swa_utils import AveragedModel
-
             self.ema = AveragedModel(model, multi_avg_fn=warmup_ema(cfg.ema_decay), use_buffers=True)
         self.state = _State()
         self.best_weights: dict[str, torch.Tensor] | None = None
@@ -287,7 +288,7 @@ class _Session:
         if self.ema is not None:
             self.ema.load_state_dict({k[len("ema."):]: v for k, v in extra.items() if k.startswith("ema.")})
         if self.run.file("best.safetensors").exists():
-            self.best_weights = _read_weights(self.run.file("best.safetensors"))
+            self.best_weights = read_model_weights(self.run.file("best.safetensors"))
         self.run.log(f"resumed from {self.ckpt} at step {self.state.step}/{self.total}", echo=True)
 
     def keep_if_best(self, val: ImageDataset) -> bool:
@@ -307,7 +308,7 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, run: Run | None = N
     """Train `model` on `data` for cfg.steps (or epochs); return a summary. Writes checkpoints into `run`.
     The recipe is fitted to the data first (training.config.fit_to_data): evaluate with a config fitted the same way."""
     cfg = fit_to_data(cfg, data.real)
-    s = _Session(model, data, cfg, run)
+    s = TrainingSession(model, data, cfg, run)
     if resume:
         s.restore()
     state, device = s.state, s.device
@@ -403,14 +404,5 @@ def _diverged(run: Run | None, ckpt, step: int, cfg: TrainConfig) -> TrainingDiv
     return TrainingDiverged(msg)
 
 
-def _read_weights(path) -> dict[str, torch.Tensor]:
-    from synthaug.training.checkpoint import read_checkpoint
-
-    tensors, _ = read_checkpoint(path)
-    return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-
-
 def _progress(total: int, initial: int, enabled: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="step", leave=False, dynamic_ncols=True)

@@ -12,16 +12,18 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from synthaug import __version__
-from synthaug.data.base import DatasetError, ImageDataset
+from synthaug.storage.errors import DatasetError
 from synthaug.utils import file_digest, to_jsonable
 
 FORMAT_VERSION = 1
@@ -29,7 +31,32 @@ MANIFEST = "manifest.json"
 SHARD_SIZE = 50_000  # images per shard file
 
 
-def write_synthetic(ds: ImageDataset, out: str | Path, manifest: dict[str, Any], export_png: bool = False) -> Path:
+class LabelledImages(Protocol):
+    """What the store writes: synthaug.data.ImageDataset fits (the store itself knows no dataset class)."""
+
+    images: torch.Tensor  # uint8 [N, C, H, W]
+    labels: torch.Tensor  # int64 [N]
+    class_names: list[str]
+    scores: dict[str, torch.Tensor]  # per-image filter scores, float [N]
+
+    def __len__(self) -> int: ...
+
+    def class_counts(self) -> list[int]: ...
+
+
+@dataclass
+class StoredSet:
+    """A synthetic set as read back: the tensors, class names and manifest (synthaug.data.read_synthetic wraps it
+    into an ImageDataset)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str]
+    scores: dict[str, torch.Tensor]
+    manifest: dict[str, Any]
+
+
+def write_synthetic(ds: LabelledImages, out: str | Path, manifest: dict[str, Any], export_png: bool = False) -> Path:
     """Write `ds` with `manifest` into folder `out`; the folder appears complete or not at all."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -68,9 +95,7 @@ def _swap_into_place(staging: Path, out: Path) -> None:
         os.replace(staging, out)
 
 
-def export_pngs(ds: ImageDataset, folder: Path) -> None:
-    from PIL import Image
-
+def export_pngs(ds: LabelledImages, folder: Path) -> None:
     for k, name in enumerate(ds.class_names):
         (folder / _safe(name)).mkdir(parents=True, exist_ok=True)
     for i, (img, label) in enumerate(zip(ds.images.numpy(), ds.labels.tolist())):
@@ -95,8 +120,8 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def read_synthetic(folder: str | Path, verify: bool = True) -> ImageDataset:
-    """Load a synthetic dataset; a missing, truncated or altered shard raises an error naming the file."""
+def read_stored_set(folder: str | Path, verify: bool = True) -> StoredSet:
+    """Read a synthetic set's shards; a missing, truncated or altered shard raises an error naming the file."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     images, labels, scores = [], [], {}
@@ -117,8 +142,5 @@ def read_synthetic(folder: str | Path, verify: bool = True) -> ImageDataset:
         for key, value in tensors.items():
             if key.startswith("score."):
                 scores.setdefault(key[len("score."):], []).append(value)
-    provenance = {k: manifest.get(k) for k in ("generator", "seed", "filters", "requested_per_class")}
-    provenance["source"] = "synthetic"
-    provenance["path"] = str(folder)
-    return ImageDataset(torch.cat(images), torch.cat(labels), manifest["class_names"], name=f"synthetic:{folder.name}",
-                        provenance=provenance, scores={k: torch.cat(v) for k, v in scores.items()})
+    return StoredSet(torch.cat(images), torch.cat(labels), manifest["class_names"], {k: torch.cat(v) for k, v in scores.items()},
+                     manifest)
