@@ -47,7 +47,7 @@ if os.environ.get("SYNTHAUG_TEST_FAIL_RANK") == str(RANK):
 if os.environ.get("SYNTHAUG_TEST_DUMP_DIR"):
     import torch
 
-    from synthaug.training.loop import _Session
+    from synthaug.training.loop import TrainingSession
 
     def dumping(original):
         def checkpoint(self):
@@ -61,7 +61,7 @@ if os.environ.get("SYNTHAUG_TEST_DUMP_DIR"):
 
         return checkpoint
 
-    _Session.checkpoint = dumping(_Session.checkpoint)
+    TrainingSession.checkpoint = dumping(TrainingSession.checkpoint)
 
 if os.environ.get("SYNTHAUG_TEST_SLOW_LAST_WRITE") and RANK == 0:
     from synthaug.runs import Run
