@@ -93,7 +93,7 @@ def nearest_train_distance(run: str, images: torch.Tensor, labels: torch.Tensor,
 
 def main() -> None:
     from synthaug.data import DataConfig, ImageDataset, load_data
-    from synthaug.generators.ensemble import load_generators
+    from synthaug.generators.ensemble import load_generator_ensemble
     from synthaug.utils import write_json_atomic
 
     parser = argparse.ArgumentParser()
@@ -124,7 +124,7 @@ def main() -> None:
     real, real_model = real_baseline(Path(args.baseline), splits, args.seed)
     print(f"real train -> real test: {real['accuracy']:.4f} ({real['train_seconds']:.0f} s)", flush=True)
 
-    gen = load_generators(args.run)  # several runs: their ensemble, each giving an equal share of every class
+    gen = load_generator_ensemble(args.run)  # several runs: their ensemble, each giving an equal share of every class
     from synthaug.cli.generator import parse_sets
 
     sampling = parse_sets(args.set)[0]
@@ -133,7 +133,7 @@ def main() -> None:
     start = time.perf_counter()
     manifest = None
     if args.filter:  # the library's curation path: sample, score, keep, store (then read back, hash-checked)
-        from synthaug.synthetic.make import SynthConfig, make_synthetic
+        from synthaug.synthetic.make import SynthConfig, sample_synthetic_set
         from synthaug.data import read_synthetic
         from synthaug.utils import config_hash
 
@@ -142,7 +142,7 @@ def main() -> None:
                           oversample=args.oversample, seed=args.seed, progress=False)
         key = config_hash([args.filter, args.oversample, args.per_class, args.seed, args.run[1:], sampling])
         out = Path(args.run[0]) / f"cas_synthetic-{key}"
-        manifest = make_synthetic(cfg, out, real=splits.train)
+        manifest = sample_synthetic_set(cfg, out, real=splits.train)
         stored = read_synthetic(out)
         images, labels = stored.images, stored.labels
     else:

@@ -74,7 +74,7 @@ def make_synthetic(generator_run: str | Path, out: str | Path, per_class: int, r
     when the generator was fitted from Python on data that is not a registered dataset."""
     cfg = from_dict(SynthConfig, {"generator_run": str(generator_run), "per_class": per_class, "progress": False,
                                   **settings})
-    make.make_synthetic(cfg, out, real=real)
+    make.sample_synthetic_set(cfg, out, real=real)
     return load_synthetic(out)
 
 

@@ -12,26 +12,15 @@ architecture = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = architecture  # its dataclasses look their module up while being defined
 _spec.loader.exec_module(architecture)
 
-# Issue 24: the task-model branch breaks this one (experiments.steps <-> experiments.tasks); until it is merged
-# it is the only cycle allowed, and test_task_model_cycle_is_gone says whether it is still there.
-TASK_MODEL_CYCLE = ["synthaug.experiments.steps", "synthaug.experiments.tasks"]
-
-
 @pytest.fixture(scope="module")
 def graph():
     return architecture.read_imports()
 
 
 def test_no_import_cycles(graph):
-    found = [c for c in architecture.cycles(graph) if c != TASK_MODEL_CYCLE]
+    found = architecture.cycles(graph)
     assert not found, "modules import each other in a circle (imports in functions count): " + "; ".join(
         ", ".join(c) for c in found) + ". Move the shared part down a layer (see docs/architecture.md)"
-
-
-@pytest.mark.xfail(strict=False, reason="experiments.steps <-> experiments.tasks: the task-model branch of issue 24 "
-                                        "breaks it; drop this mark and TASK_MODEL_CYCLE once it is merged")
-def test_task_model_cycle_is_gone(graph):
-    assert TASK_MODEL_CYCLE not in architecture.cycles(graph), "experiments.steps and experiments.tasks import each other"
 
 
 def test_no_import_up_the_layers(graph):

@@ -222,8 +222,8 @@ def test_unlabelled_kind_with_style_transfer_fails_at_config_naming_strengths_an
     def no_fitting(*args, **kwargs):
         raise AssertionError("the experiment must fail before fitting anything")
 
-    monkeypatch.setattr(steps, "fit_generator", no_fitting)
-    monkeypatch.setattr(steps, "train_classifier", no_fitting)
+    monkeypatch.setattr(steps, "generator_step", no_fitting)
+    monkeypatch.setattr(steps, "classifier_step", no_fitting)
     start = time.perf_counter()
     with pytest.raises(ConfigError, match=r"unlabelled\.strengths.*`strengths`.*'st' \(style-transfer\) has no `strengths`"):
         experiment()

@@ -796,7 +796,7 @@ def test_generators_that_only_vary_given_images_are_refused(monkeypatch):
 
     monkeypatch.setattr(models, "load_generator", lambda folder, device: NeedsSources())
     with pytest.raises(ConfigError, match="generator pets .sd-img2img. only makes variations of real images"):
-        models.load_generators(["pets=runs/pets"], "cpu")
+        models.load_served_generators(["pets=runs/pets"], "cpu")
 
 
 # --- make serve ------------------------------------------------------------------------------------------------------

@@ -28,13 +28,13 @@ def test_fixmatch_and_dpt_arms_run_with_their_compute_and_the_generator_sees_pse
     from synthaug.training.config import TrainConfig
 
     seen = []  # what every generator fit was given as its labelled data
-    fit_generator = steps_module.fit_generator
+    fit_generator = steps_module.generator_step
 
     def spy(cache, spec, data_cfg, real, *args, **kwargs):
         seen.append(real)
         return fit_generator(cache, spec, data_cfg, real, *args, **kwargs)
 
-    monkeypatch.setattr(steps_module, "fit_generator", spy)
+    monkeypatch.setattr(steps_module, "generator_step", spy)
     summary = run_experiment(ssl_config(), tmp_path)
     arms = summary["unlabelled"]["arms"]
     assert set(arms) == {"real + classical augmentation (baseline)", "real + pseudo-labelled pool",

@@ -7,7 +7,7 @@ import json
 
 from synthaug.cli.generator import parse_sets
 from synthaug.config import ConfigError, from_dict
-from synthaug.synthetic import FILTERS, SynthConfig, make_synthetic
+from synthaug.synthetic import FILTERS, SynthConfig, sample_synthetic_set
 from synthaug.synthetic.evaluate import EvaluateConfig, evaluate_synthetic
 from synthaug.synthetic.shards import CHUNK_PER_CLASS, make_shard, merge_shards, parse_shard
 
@@ -89,7 +89,7 @@ def run_make(args: argparse.Namespace) -> int:
             raise ConfigError("--chunk-per-class sizes the chunks of a sharded set: add --shard INDEX/COUNT")
         manifest = make_shard(cfg, parse_shard(args.shard), args.out, args.chunk_per_class or CHUNK_PER_CLASS)
     else:
-        manifest = make_synthetic(cfg, args.out)
+        manifest = sample_synthetic_set(cfg, args.out)
     print(json.dumps({"kept_per_class": manifest["kept_per_class"], "keep_rate_per_class": manifest["keep_rate_per_class"]},
                      indent=1))
     if manifest.get("leakage_warning"):

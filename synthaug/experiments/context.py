@@ -93,7 +93,7 @@ class Experiment:
         from synthaug.training.tune import tune_steps
 
         def score(trial: TrainConfig, train: ImageDataset, val: ImageDataset) -> tuple[float, list[dict[str, Any]]]:
-            folder, metrics = steps.train_classifier(self.cache, f"{label}-tune", DatasetSplits(train, val, val), trial,
+            folder, metrics = steps.classifier_step(self.cache, f"{label}-tune", DatasetSplits(train, val, val), trial,
                                                      synthetic=synthetic, p_real=p_real)
             rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
             return metrics["accuracy"], [r for r in rows if "val_accuracy" in r] if trial.eval_every else []
@@ -113,7 +113,7 @@ class Experiment:
 
     def train_baseline(self, seed: int, splits: DatasetSplits, label: str = "baseline") -> tuple[Path, dict]:
         self._baseline_label[id(splits)] = label  # the arms of these splits get its budget in the equal-steps view
-        return steps.train_classifier(self.cache, label, splits, self.baseline_cfg(seed, splits, label))
+        return steps.classifier_step(self.cache, label, splits, self.baseline_cfg(seed, splits, label))
 
     def train_with_synthetic(self, seed: int, splits: DatasetSplits, synthetic: ImageDataset, label: str,
                              strategy: str | None = None, p_real: float | None = None,
@@ -125,14 +125,14 @@ class Experiment:
         base = replace(self.cfg.classifier, synthetic_label_smoothing=mix.synthetic_label_smoothing)
         if strategy != "pretrain-finetune":
             cfg = self.arm_cfg(seed, splits, label, synthetic, share, base=base)
-            return steps.train_classifier(self.cache, label, splits, cfg, synthetic=synthetic, p_real=share, test_sets=test_sets)
+            return steps.classifier_step(self.cache, label, splits, cfg, synthetic=synthetic, p_real=share, test_sets=test_sets)
         # two stages: tuning them jointly is not implemented, so this arm gets the baseline's budget in every view
         budget = self.arm_cfg(seed, splits, self._baseline_label.get(id(splits), "baseline"))
         cfg = replace(base, steps=budget.steps, lr=budget.lr, seed=seed, device=self.cfg.device, progress=False)
         finetune = max(1, round(cfg.steps * mix.finetune_fraction))
-        pre_dir, _ = steps.train_classifier(self.cache, f"{label}-pretrain", splits, replace(cfg, steps=cfg.steps - finetune),
+        pre_dir, _ = steps.classifier_step(self.cache, f"{label}-pretrain", splits, replace(cfg, steps=cfg.steps - finetune),
                                             synthetic=synthetic, p_real=0.0)
-        return steps.train_classifier(self.cache, label, splits, replace(cfg, steps=finetune), init_from=pre_dir,
+        return steps.classifier_step(self.cache, label, splits, replace(cfg, steps=finetune), init_from=pre_dir,
                                       test_sets=test_sets)
 
     # --- generators and synthetic sets ------------------------------------------------------------------
@@ -140,7 +140,7 @@ class Experiment:
                   gen_overrides: dict[str, Any] | None = None, label: str | None = None) -> Path:
         data_cfg = self.data_cfg(seed, **(data_overrides or {}))
         gen_seed = seed if self.cfg.vary_subset else self.data.seed
-        folder, info = steps.fit_generator(self.cache, spec, data_cfg, splits.train, gen_seed, self.cfg.device,
+        folder, info = steps.generator_step(self.cache, spec, data_cfg, splits.train, gen_seed, self.cfg.device,
                                            overrides=gen_overrides, label=label,
                                            unlabelled=splits.unlabelled if spec.unlabelled else None)
         self.artefacts["generators"].setdefault(label or spec.name, {})[str(seed)] = {"dir": str(folder), **info}
@@ -151,7 +151,7 @@ class Experiment:
                   label: str | None = None, variations: dict[str, Any] | None = None) -> ImageDataset:
         from synthaug.synthetic import read_synthetic
 
-        folder, info = steps.make_synthetic_set(self.cache, generator_dir, self.cfg.synthetic,
+        folder, info = steps.synthetic_set_step(self.cache, generator_dir, self.cfg.synthetic,
                                                 seed if sample_seed is None else sample_seed, self.cfg.device,
                                                 splits.train, counts=counts, per_class=per_class, variations=variations)
         ds = read_synthetic(folder)

@@ -53,7 +53,7 @@ def compare(exp: Experiment) -> None:
 
     for seed in exp.seeds:
         splits = exp.splits(seed)
-        _, plain = steps.train_classifier(exp.cache, "plain", splits, exp.plain_cfg(seed, splits))
+        _, plain = steps.classifier_step(exp.cache, "plain", splits, exp.plain_cfg(seed, splits))
         exp.record("compare", Arm(PLAIN, "classical", mixing="none"), seed, plain)
         _, base = exp.train_baseline(seed, splits)
         exp.record("compare", _baseline(), seed, base)
@@ -308,7 +308,7 @@ def _train_ssl(exp: Experiment, seed: int, splits: DatasetSplits, method: str, s
                   ssl_threshold=spec_u.ssl_threshold, seed=seed, device=exp.cfg.device, progress=False)
     label = method if synthetic is None else f"{method}-{synthetic_label}"
     p_real = None if synthetic is None else spec_u.p_real
-    return steps.train_classifier(exp.cache, label, splits, cfg, synthetic=synthetic, p_real=p_real,
+    return steps.classifier_step(exp.cache, label, splits, cfg, synthetic=synthetic, p_real=p_real,
                                   key_extra={"unlabelled": len(splits.unlabelled)})
 
 

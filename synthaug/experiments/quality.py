@@ -31,7 +31,7 @@ def evaluator(exp: Experiment) -> torch.nn.Module:
                            minority_classes=None, val_fraction=0.0, unlabelled=None, seed=0)
         cfg = exp.cfg.evaluator or replace(exp.cfg.classifier, steps=None, epochs=3.0, tta_flip=False)
         cfg = replace(cfg, device=exp.cfg.device, progress=False, seed=0)
-        folder, metrics = steps.train_classifier(exp.cache, "evaluator", exp.load(data_cfg), cfg)
+        folder, metrics = steps.classifier_step(exp.cache, "evaluator", exp.load(data_cfg), cfg)
         exp.artefacts["evaluator"] = {"dir": str(folder), "accuracy": metrics["accuracy"],
                                       "model": (exp.cfg.evaluator or exp.cfg.classifier).model}
         exp.evaluator_model, _ = load_classifier(folder)

@@ -98,7 +98,7 @@ class StepCache:
         return info
 
 
-def fit_generator(cache: StepCache, spec: GeneratorSpec, data_cfg: DataConfig, real: ImageDataset, seed: int,
+def generator_step(cache: StepCache, spec: GeneratorSpec, data_cfg: DataConfig, real: ImageDataset, seed: int,
                   device: str, overrides: dict[str, Any] | None = None, label: str | None = None,
                   unlabelled: UnlabelledImages | None = None) -> tuple[Path, dict]:
     """Train (or reuse) a generator on `real` (and, when given, the unlabelled pool); returns its folder and info."""
@@ -129,12 +129,12 @@ def fit_generator(cache: StepCache, spec: GeneratorSpec, data_cfg: DataConfig, r
                                              "unlabelled_images": len(unlabelled) if unlabelled is not None else 0})
 
 
-def make_synthetic_set(cache: StepCache, generator_dir: Path, spec: SyntheticSpec, seed: int, device: str,
+def synthetic_set_step(cache: StepCache, generator_dir: Path, spec: SyntheticSpec, seed: int, device: str,
                        real: ImageDataset, counts: dict[str, int] | None = None, per_class: int | None = None,
                        variations: dict[str, Any] | None = None) -> tuple[Path, dict]:
     """Sample + filter (or reuse) a synthetic set from a trained generator. `variations` ({"per_image": M,
     "strengths": [t, ...]}) asks for variations of the generator's real images whatever its default mode."""
-    from synthaug.synthetic import SynthConfig, make_synthetic
+    from synthaug.synthetic import SynthConfig, sample_synthetic_set
 
     per_image = spec.per_image if counts is None and per_class is None and _varies_real_images(generator_dir) else None
     extra: dict[str, Any] = {}
@@ -157,7 +157,7 @@ def make_synthetic_set(cache: StepCache, generator_dir: Path, spec: SyntheticSpe
                 else f"{cfg.per_class} images per class")
         cache.begin(folder, f"sampling {what}")
         start = time.perf_counter()
-        make_synthetic(cfg, folder, real=real)
+        sample_synthetic_set(cfg, folder, real=real)
         seconds = time.perf_counter() - start
         return folder, cache.finish(folder, {"seconds": seconds})
 
@@ -169,7 +169,7 @@ def _varies_real_images(generator_dir: Path) -> bool:
     return sampling_mode(GENERATORS.resolve(read_spec(generator_dir)["generator"])[0]) == "variations"
 
 
-def train_classifier(cache: StepCache, label: str, splits: DatasetSplits, cfg: TrainConfig,
+def classifier_step(cache: StepCache, label: str, splits: DatasetSplits, cfg: TrainConfig,
                      synthetic: ImageDataset | None = None, p_real: float | None = None, init_from: Path | None = None,
                      test_sets: dict[str, ImageDataset] | None = None, key_extra: Any = None) -> tuple[Path, dict]:
     """Train (or reuse) one classifier; returns its folder and its metrics."""

@@ -85,10 +85,10 @@ class GeneratorEnsemble(Generator):
         raise NotImplementedError("an ensemble is not saved as one: save each member (synth make --ensemble takes their folders)")
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        raise NotImplementedError("an ensemble is not saved as one: load its members with load_generators")
+        raise NotImplementedError("an ensemble is not saved as one: load its members with load_generator_ensemble")
 
 
-def load_generators(directories: list[str | Path], device: str = "cpu") -> Generator:
+def load_generator_ensemble(directories: list[str | Path], device: str = "cpu") -> Generator:
     """One generator run folder gives that generator; several give their ensemble."""
     members = [load_generator(d, device=device) for d in directories]
     return members[0] if len(members) == 1 else GeneratorEnsemble(members)

@@ -78,7 +78,7 @@ def unique_names(entries: list[str | Path]) -> list[str]:
     return names
 
 
-def load_generators(entries: list[str | Path], device: str) -> dict[str, ServedGenerator]:
+def load_served_generators(entries: list[str | Path], device: str) -> dict[str, ServedGenerator]:
     """Load every generator (DIR or NAME=DIR) and sample one image from it, so lazy set-up (batch-norm
     standing statistics) happens now rather than inside the first request."""
     served = {}
@@ -121,4 +121,4 @@ class ModelStore:
     def load(cls, generator_runs: list[str], classifier_run: str, device: str = "auto") -> "ModelStore":
         """Read every run folder (safetensors weights + JSON specs; nothing is unpickled)."""
         resolved = str(resolve_device(device))
-        return cls(load_generators(generator_runs, resolved), load_served_classifier(classifier_run, resolved), resolved)
+        return cls(load_served_generators(generator_runs, resolved), load_served_classifier(classifier_run, resolved), resolved)

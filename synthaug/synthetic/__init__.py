@@ -3,7 +3,7 @@
 from synthaug.data.synthetic_source import read_synthetic
 from synthaug.storage.synthetic_store import read_manifest, write_synthetic
 from synthaug.synthetic.filters import FILTERS, FilterContext, parse_filter
-from synthaug.synthetic.make import SynthConfig, make_synthetic
+from synthaug.synthetic.make import SynthConfig, sample_synthetic_set
 
-__all__ = ["FILTERS", "FilterContext", "SynthConfig", "make_synthetic", "parse_filter", "read_manifest", "read_synthetic",
+__all__ = ["FILTERS", "FilterContext", "SynthConfig", "sample_synthetic_set", "parse_filter", "read_manifest", "read_synthetic",
            "write_synthetic"]

@@ -16,7 +16,7 @@ from synthaug.classifiers import load_classifier
 from synthaug.config import ConfigError
 from synthaug.data import DatasetSplits, ImageDataset, MismatchError, generator_data_config, load_data
 from synthaug.generators.base import WEIGHTS_FILE, Generator, read_spec
-from synthaug.generators.ensemble import load_generators
+from synthaug.generators.ensemble import load_generator_ensemble
 from synthaug.generators.sources import SourceImages, choose_sources, sampling_mode, source_pool
 from synthaug.storage.synthetic_store import write_synthetic
 from synthaug.synthetic.filters import FilterContext, SampleFilter, parse_filter
@@ -119,10 +119,10 @@ def _draw(generator: Generator, counts: dict[int, int], seed: int, batch_size: i
     return images, labels, {"source_index": chosen.index.tolist(), **generator.sample_details(labels, seed, with_sources=True)}
 
 
-def make_synthetic(cfg: SynthConfig, out: str | Path, real: ImageDataset | None = None) -> dict[str, Any]:
+def sample_synthetic_set(cfg: SynthConfig, out: str | Path, real: ImageDataset | None = None) -> dict[str, Any]:
     """Sample, filter and store; returns the manifest. `real` (the generator's real training data) is
     re-loaded from the generator's config when not given."""
-    generator = load_generators([cfg.generator_run, *cfg.ensemble], device=cfg.device)
+    generator = load_generator_ensemble([cfg.generator_run, *cfg.ensemble], device=cfg.device)
     if cfg.sampling:
         generator.override(cfg.sampling)
     names = generator.class_names

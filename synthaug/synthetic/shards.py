@@ -1,7 +1,7 @@
 """Sharded synthetic sets: make a big set on several machines (`synth make --shard i/n`), then `synth merge`.
 
 A sharded set is cut into chunks of `chunk_per_class` images per class (the last chunk of a class holds
-the rest). Chunk k is an ordinary `make_synthetic` call with its own seed, chunk_seed(seed, k), so its
+the rest). Chunk k is an ordinary `sample_synthetic_set` call with its own seed, chunk_seed(seed, k), so its
 images depend only on k, never on how many shards there are; shard i of n makes the chunks
 [i * K / n, (i + 1) * K / n). Merging the n shards in order therefore gives exactly the set that
 `--shard 0/1` makes in one go, whatever n. (A plain `synth make` without --shard draws the whole set from
@@ -28,7 +28,7 @@ from synthaug.config import ConfigError
 from synthaug.data.base import DatasetError, ImageDataset, MismatchError
 from synthaug.data.synthetic_source import read_synthetic
 from synthaug.storage.synthetic_store import read_manifest, write_synthetic
-from synthaug.synthetic.make import SynthConfig, make_synthetic
+from synthaug.synthetic.make import SynthConfig, sample_synthetic_set
 from synthaug.utils import to_jsonable
 
 CHUNK_PER_CLASS = 100  # default images per class in one chunk (the unit of sharding)
@@ -56,7 +56,7 @@ def chunk_seed(seed: int, chunk: int) -> int:
 
 
 def targets(cfg: SynthConfig) -> dict[str, int]:
-    """Images per class of the whole set (before sharding), as make_synthetic would aim for them."""
+    """Images per class of the whole set (before sharding), as sample_synthetic_set would aim for them."""
     from synthaug.generators.base import read_spec
 
     names = read_spec(cfg.generator_run)["class_names"]
@@ -109,7 +109,7 @@ def make_shard(cfg: SynthConfig, shard: tuple[int, int], out: str | Path, chunk_
         for k in mine:
             chunk_cfg = replace(cfg, mode="labels", classes=None, counts={name: plan[k].get(name, 0) for name in names},
                                 seed=chunk_seed(cfg.seed, k), export_png=False)
-            manifests.append(make_synthetic(chunk_cfg, Path(tmp) / f"chunk_{k}", real=real))
+            manifests.append(sample_synthetic_set(chunk_cfg, Path(tmp) / f"chunk_{k}", real=real))
             parts.append(read_synthetic(Path(tmp) / f"chunk_{k}"))
     manifest = _combine(manifests, cfg)
     manifest["sharding"] = {"shard": index, "shards": count, "chunks": mine, "chunk_seeds": [chunk_seed(cfg.seed, k) for k in mine],
