@@ -7,6 +7,10 @@ from typing import Any, Literal
 
 from synthaug.data import DataConfig
 from synthaug.training.config import TrainConfig
+from synthaug.config import ConfigError
+from synthaug.generators import GENERATORS
+from synthaug.generators.api import generator_config
+from synthaug.generators.sources import varies_sources
 
 KINDS = ("compare", "transfer", "p-real", "data-efficiency", "optimizers", "imbalance", "unlabelled")
 VIEWS = ("equal_steps", "tuned")  # how arms get their training budget (compare_at)
@@ -158,8 +162,6 @@ class ExperimentConfig:
 
 def optimizer_generator(cfg: ExperimentConfig) -> GeneratorSpec | None:
     """The generator the optimizers kind trains once per optimiser: the first whose Config has an `optimizer` setting."""
-    from synthaug.generators import GENERATORS
-
     return next((g for g in cfg.generators if GENERATORS.resolve(g.generator)[0].has_setting("optimizer")), None)
 
 
@@ -167,11 +169,6 @@ def check_generator_settings(cfg: ExperimentConfig) -> None:
     """Every setting the experiment hands a generator (its `config`, the optimizers kind's `optimizer`, the unlabelled
     kind's variation `strengths`) must be one the generator has, with a valid value: checked here, before any fitting,
     rather than when the step that uses it runs."""
-    from synthaug.config import ConfigError
-    from synthaug.generators import GENERATORS
-    from synthaug.generators.api import generator_config
-    from synthaug.generators.sources import varies_sources
-
     def check(spec: GeneratorSpec, settings: dict[str, Any], why: str) -> None:
         try:
             generator_config(spec.generator, {**spec.config, **settings})

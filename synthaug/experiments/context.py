@@ -15,6 +15,9 @@ from synthaug.experiments import steps
 from synthaug.experiments.arms import Arm
 from synthaug.experiments.config import ExperimentConfig, GeneratorSpec
 from synthaug.training.config import TrainConfig
+from synthaug.data.registry import make_source
+from synthaug.synthetic import read_synthetic
+from synthaug.training.tune import tune_steps
 
 log = logging.getLogger(__name__)
 VIEWLESS = ("quality",)  # measured once, whatever budget the classifiers get
@@ -43,8 +46,6 @@ class Experiment:
 
     # --- data ---------------------------------------------------------------------------------------
     def _resolve_data(self) -> tuple[DataConfig, str | None]:
-        from synthaug.data.registry import make_source
-
         ok, detail = make_source(self.cfg.data).availability()
         if ok:
             return self.cfg.data, None
@@ -89,8 +90,6 @@ class Experiment:
               p_real: float | None = None) -> TrainConfig:
         """`c` with steps (and lr) chosen on validation folds of the labelled images; every trial is a cached step."""
         import json
-
-        from synthaug.training.tune import tune_steps
 
         def score(trial: TrainConfig, train: ImageDataset, val: ImageDataset) -> tuple[float, list[dict[str, Any]]]:
             folder, metrics = steps.classifier_step(self.cache, f"{label}-tune", DatasetSplits(train, val, val), trial,
@@ -149,8 +148,6 @@ class Experiment:
     def synthetic(self, spec: GeneratorSpec, seed: int, splits: DatasetSplits, generator_dir: Path,
                   counts: dict[str, int] | None = None, sample_seed: int | None = None, per_class: int | None = None,
                   label: str | None = None, variations: dict[str, Any] | None = None) -> ImageDataset:
-        from synthaug.synthetic import read_synthetic
-
         folder, info = steps.synthetic_set_step(self.cache, generator_dir, self.cfg.synthetic,
                                                 seed if sample_seed is None else sample_seed, self.cfg.device,
                                                 splits.train, counts=counts, per_class=per_class, variations=variations)

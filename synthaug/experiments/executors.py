@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
+from synthaug.config import ConfigError
 
 EXECUTORS = ("local", "dask", "slurm")
 
@@ -45,8 +46,6 @@ class ExecutorConfig:
     log_folder: str | None = None  # slurm: where submitit keeps job scripts and logs (default: OUT/slurm)
 
     def __post_init__(self) -> None:
-        from synthaug.config import ConfigError
-
         if self.kind not in EXECUTORS:
             raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.kind!r}")
         if self.scheduler and self.kind != "dask":

@@ -20,6 +20,13 @@ from synthaug.experiments.arms import Arm
 from synthaug.experiments.context import Experiment
 from synthaug.registry import Registry
 from synthaug.training.config import fit_to_data
+from synthaug.experiments.config import optimizer_generator
+from synthaug.experiments.evaluate import evaluate_run
+from synthaug.experiments.quality import generator_loss_stats, record_quality
+from synthaug.generators import GENERATORS
+from synthaug.generators.sources import varies_sources
+from synthaug.synthetic.pseudo_label import pseudo_label
+from synthaug.training.classify import load_classifier
 
 KINDS: Registry[Callable[[Experiment], None]] = Registry("experiment kind")
 BASELINE = "real + classical augmentation (baseline)"
@@ -49,8 +56,6 @@ def _baseline(group: str = "classical") -> Arm:
 @KINDS.register("compare")
 def compare(exp: Experiment) -> None:
     """Real without augmentation, the strong classical baseline, and real + synthetic per generator."""
-    from synthaug.experiments.quality import record_quality
-
     for seed in exp.seeds:
         splits = exp.splits(seed)
         _, plain = steps.classifier_step(exp.cache, "plain", splits, exp.plain_cfg(seed, splits))
@@ -92,8 +97,6 @@ def p_real(exp: Experiment) -> None:
 @KINDS.register("transfer")
 def transfer(exp: Experiment) -> None:
     """Train on synthetic / test on real (TSTR), the reverse (TRTS), and mixed, with confusion matrices."""
-    from synthaug.experiments.evaluate import evaluate_run
-
     for seed in exp.seeds:
         splits = exp.splits(seed)
         base_dir, base = exp.train_baseline(seed, splits)
@@ -139,9 +142,6 @@ def data_efficiency(exp: Experiment) -> None:
 @KINDS.register("optimizers")
 def optimizers(exp: Experiment) -> None:
     """The GAN trained with each optimiser: CAS, FID / KID / precision-recall, loss stability, time."""
-    from synthaug.experiments.config import optimizer_generator
-    from synthaug.experiments.quality import generator_loss_stats, record_quality
-
     spec = optimizer_generator(exp.cfg)  # checked at config: there is one
     for seed in exp.seeds:
         splits = exp.splits(seed)
@@ -213,12 +213,6 @@ def unlabelled(exp: Experiment) -> None:
     pool), class-conditional samples, pseudo-labelling of the same pool (the baseline a generator must beat),
     consistency training on the pool (FixMatch family, the strongest alternative), synthetic sets added to it, and
     the DPT route (a generator fitted on the consistency-trained model's pseudo-labels of the pool)."""
-    from synthaug.experiments.quality import record_quality
-    from synthaug.generators import GENERATORS
-    from synthaug.generators.sources import varies_sources
-    from synthaug.synthetic.pseudo_label import pseudo_label
-    from synthaug.training.classify import load_classifier
-
     spec_u = exp.cfg.unlabelled
     for seed in exp.seeds:
         splits = exp.splits(seed)

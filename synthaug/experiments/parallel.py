@@ -27,6 +27,8 @@ from typing import Any
 from synthaug.experiments.config import ExperimentConfig
 from synthaug.experiments.executors import Executor, ExecutorConfig, ExecutorError, make_executor
 from synthaug.experiments.steps import StepCache
+from synthaug.experiments.context import Experiment
+from synthaug.experiments.kinds import KINDS, PER_GENERATOR, VIEW_KINDS
 
 
 @dataclass
@@ -49,9 +51,6 @@ class Unit:
     def __call__(self) -> dict[str, Any]:
         import torch
 
-        from synthaug.experiments.context import Experiment
-        from synthaug.experiments.kinds import KINDS
-
         if self.threads:
             torch.set_num_threads(self.threads)
         start = time.perf_counter()
@@ -68,8 +67,6 @@ def units(cfg: ExperimentConfig, out: str | Path) -> list[Unit]:
     """The experiment's units in the order they start: kinds and views in their sequential order; within one,
     seeds and generators interleaved so that units running side by side share as few steps as possible (the
     first ones differ in both seed and generator)."""
-    from synthaug.experiments.kinds import PER_GENERATOR, VIEW_KINDS
-
     todo = []
     for kind in cfg.kinds:
         generators = [g.name for g in cfg.generators] if kind in PER_GENERATOR and cfg.generators else [None]

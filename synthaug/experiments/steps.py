@@ -23,6 +23,11 @@ from synthaug.experiments.config import GeneratorSpec, SyntheticSpec
 from synthaug.runs import Run
 from synthaug.training.config import TrainConfig, fit_to_data
 from synthaug.utils import config_hash, to_jsonable, write_json_atomic
+from synthaug.generators import GENERATORS, read_spec, sampling_mode
+from synthaug.generators.api import build_generator, generator_config
+from synthaug.generators.base import rule_steps
+from synthaug.synthetic import SynthConfig, sample_synthetic_set
+from synthaug.training.classify import train_on_splits
 
 log = logging.getLogger(__name__)
 DONE = "done.json"
@@ -102,8 +107,6 @@ def generator_step(cache: StepCache, spec: GeneratorSpec, data_cfg: DataConfig, 
                   device: str, overrides: dict[str, Any] | None = None, label: str | None = None,
                   unlabelled: UnlabelledImages | None = None) -> tuple[Path, dict]:
     """Train (or reuse) a generator on `real` (and, when given, the unlabelled pool); returns its folder and info."""
-    from synthaug.generators.api import build_generator, generator_config
-
     settings = {**spec.config, **(overrides or {}), "seed": seed, "device": device, "progress": False}
     gen_cfg = generator_config(spec.generator, settings)
     key = {"data": data_cfg, "generator": spec.generator, "config": gen_cfg}
@@ -113,7 +116,6 @@ def generator_step(cache: StepCache, spec: GeneratorSpec, data_cfg: DataConfig, 
     with cache.claim(folder) as info:
         if info is not None:
             return folder, info
-        from synthaug.generators.base import rule_steps
 
         cache.begin(folder, f"fitting generator {spec.generator} ({gen_cfg.steps or rule_steps(gen_cfg, len(real))} steps)")
         run = Run(folder, resume=True)
@@ -134,8 +136,6 @@ def synthetic_set_step(cache: StepCache, generator_dir: Path, spec: SyntheticSpe
                        variations: dict[str, Any] | None = None) -> tuple[Path, dict]:
     """Sample + filter (or reuse) a synthetic set from a trained generator. `variations` ({"per_image": M,
     "strengths": [t, ...]}) asks for variations of the generator's real images whatever its default mode."""
-    from synthaug.synthetic import SynthConfig, sample_synthetic_set
-
     per_image = spec.per_image if counts is None and per_class is None and _varies_real_images(generator_dir) else None
     extra: dict[str, Any] = {}
     if variations is not None:
@@ -164,8 +164,6 @@ def synthetic_set_step(cache: StepCache, generator_dir: Path, spec: SyntheticSpe
 
 def _varies_real_images(generator_dir: Path) -> bool:
     """Whether the generator in `generator_dir` makes variations of real images (then per_image applies)."""
-    from synthaug.generators import GENERATORS, read_spec, sampling_mode
-
     return sampling_mode(GENERATORS.resolve(read_spec(generator_dir)["generator"])[0]) == "variations"
 
 
@@ -173,8 +171,6 @@ def classifier_step(cache: StepCache, label: str, splits: DatasetSplits, cfg: Tr
                      synthetic: ImageDataset | None = None, p_real: float | None = None, init_from: Path | None = None,
                      test_sets: dict[str, ImageDataset] | None = None, key_extra: Any = None) -> tuple[Path, dict]:
     """Train (or reuse) one classifier; returns its folder and its metrics."""
-    from synthaug.training.classify import train_on_splits
-
     cfg = fit_to_data(cfg, splits.train)  # the recipe for these labelled images, in the cache key and config.json
     key = {"train": cfg, "data": [splits.train.provenance, _fingerprint(splits.train)], "p_real": p_real,
            "synthetic": synthetic.provenance.get("path") if synthetic is not None else None,

@@ -21,6 +21,8 @@ from synthaug.generators.sources import SourceImages
 from synthaug.registry import Registry
 from synthaug.runs import Run
 from synthaug.utils import to_jsonable, write_json_atomic
+from synthaug.config import ConfigError
+from synthaug.storage.checkpoints import load_tensors, save_tensors
 
 SPEC_FILE = "generator.json"
 WEIGHTS_FILE = "generator.safetensors"
@@ -63,8 +65,6 @@ class GeneratorConfig:
 def refuse_unlabelled(gen: "Generator", unlabelled: Any) -> None:
     """For generators that have no use for an unlabelled pool: a clear error instead of ignoring it."""
     if unlabelled is not None:
-        from synthaug.config import ConfigError
-
         raise ConfigError(f"{gen.name} cannot train on unlabelled images; drop data.unlabelled or use the diffusion generator")
 
 
@@ -204,16 +204,12 @@ class Generator:
                 "class_names": self.class_names}
 
     def save(self, directory: str | Path) -> None:
-        from synthaug.storage.checkpoints import save_tensors
-
         directory = Path(directory)
         save_tensors(directory / WEIGHTS_FILE, self.state_dict())
         write_json_atomic(directory / SPEC_FILE, self.spec())
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu") -> "Generator":
-        from synthaug.storage.checkpoints import load_tensors
-
         spec = read_spec(directory)
         cfg = from_dict(cls.Config, {**spec["config"], "device": device})
         gen = cls(cfg, tuple(spec["image_shape"]), spec["class_names"])

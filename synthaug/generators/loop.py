@@ -27,6 +27,7 @@ from synthaug.training import distributed
 from synthaug.training.loop import TrainingDiverged
 from synthaug.training.sampler import BatchSampler
 from synthaug.utils import resolve_device, use_bf16, write_json_atomic
+from synthaug.plots import save_class_grid
 
 CHECKPOINT = "checkpoint.safetensors"
 GRID_PER_CLASS = 8  # images per class in the sample grids
@@ -276,8 +277,6 @@ class GeneratorTrainer:
         labels = torch.arange(k).repeat_interleave(per_class)
         images = self.gen.sample(labels, seed=self.cfg.seed + GRID_SEED_OFFSET)
         if self.writes:
-            from synthaug.plots import save_class_grid
-
             keep = (torch.arange(len(labels)) % per_class) < GRID_PER_CLASS
             save_class_grid(images[keep].numpy(), labels[keep].numpy(), self.gen.class_names,
                             self.run_dir.file("samples") / f"{name}.png", per_class=GRID_PER_CLASS)

@@ -25,6 +25,7 @@ from synthaug.generators.stable_diffusion import (ImagePlan, StableDiffusionConf
                                                   generation_size, to_dataset_images, to_rgb_float)
 from synthaug.generators.textual_inversion import TextualInversionSettings, TextualInversionTrainer, class_tokens
 from synthaug.runs import Run
+from synthaug.storage.checkpoints import load_tensors, save_tensors
 
 EMBEDDINGS_DIR = "textual_inversion"
 
@@ -159,16 +160,12 @@ class StableDiffusionImg2Img(StableDiffusionGenerator):
             self.sources = SourceImages(state["sources.images"], state["sources.labels"], state["sources.index"])
 
     def save(self, directory: str | Path) -> None:
-        from synthaug.storage.checkpoints import save_tensors
-
         super().save(directory)
         for token, vectors in self.learned_embeddings.items():  # diffusers' textual-inversion format, one file per class
             save_tensors(Path(directory) / EMBEDDINGS_DIR / f"{token.strip('<>')}.safetensors", {token: vectors})
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu") -> Generator:
-        from synthaug.storage.checkpoints import load_tensors
-
         gen = super().load(directory, device=device)
         assert isinstance(gen, StableDiffusionImg2Img)
         expected = class_tokens(gen.class_names)

@@ -28,6 +28,7 @@ from synthaug.data.base import ImageDataset
 from synthaug.generators.base import Generator, GeneratorConfig, read_spec, refuse_unlabelled
 from synthaug.runs import Run
 from synthaug.utils import resolve_device
+from synthaug.utils import cpu_has_fast_bf16
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +162,6 @@ def resolve_model(model: str, revision: str | None = None, variant: str | None =
 
 def torch_dtype(precision: str, device: torch.device) -> torch.dtype:
     """auto: fp16 on GPU (Stable Diffusion 1.x weights are published for it), fp32 on CPU."""
-    from synthaug.utils import cpu_has_fast_bf16
-
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return torch.float32
     if precision in ("auto", "fp16"):

@@ -34,6 +34,7 @@ from synthaug.generators.stable_diffusion import (LEAKAGE_WARNING, PretrainedMod
                                                   to_dataset_images, to_rgb_float)
 from synthaug.runs import Run
 from synthaug.utils import resolve_device
+from synthaug.data.folder import EXTENSIONS, read_image
 
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
 VGG_LAYERS = {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu4_2": 22, "relu5_1": 29}  # index in vgg19().features
@@ -359,8 +360,6 @@ class StyleTransfer(Generator):
 
 def read_style_folder(folder: Path, size: tuple[int, int]) -> tuple[torch.Tensor, list[str]]:
     """Every image in `folder` (not recursive) as uint8 RGB at `size`, and the file names."""
-    from synthaug.data.folder import EXTENSIONS, read_image
-
     if not folder.is_dir():
         raise PretrainedModelError(f"style_images folder {folder} does not exist")
     files = sorted(f for f in folder.iterdir() if f.suffix.lower() in EXTENSIONS and not f.name.startswith("."))

@@ -25,6 +25,7 @@ from torch import nn
 
 from synthaug.generators.stable_diffusion import explain_out_of_memory, fill_prompt, to_rgb_float
 from synthaug.runs import Run
+from synthaug.generators.loop import load_training_state, save_training_state
 
 CHECKPOINT = "checkpoint.safetensors"  # the name every generator run uses (experiments resume from it)
 EVAL_IMAGES = 8  # images in the fixed batch behind ti_eval_loss
@@ -209,15 +210,11 @@ class TextualInversionTrainer:
 
     # -- checkpoints ------------------------------------------------------------------------------------------
     def checkpoint(self) -> None:
-        from synthaug.generators.loop import save_training_state
-
         if self.run is not None:
             save_training_state(self.run.file(CHECKPOINT), {"tokens": self.table}, {"adam": self.optimizer}, self.state,
                                 {"rng": self.g.get_state()})
 
     def restore(self) -> bool:
-        from synthaug.generators.loop import load_training_state
-
         if self.run is None or not self.run.file(CHECKPOINT).is_file():
             return False
         state, extra = load_training_state(self.run.file(CHECKPOINT), {"tokens": self.table}, {"adam": self.optimizer})

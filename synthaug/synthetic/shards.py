@@ -30,6 +30,10 @@ from synthaug.data.synthetic_source import read_synthetic
 from synthaug.storage.synthetic_store import read_manifest, write_synthetic
 from synthaug.synthetic.make import SynthConfig, sample_synthetic_set
 from synthaug.utils import to_jsonable
+from synthaug.data import load_data
+from synthaug.generators import GENERATORS, sampling_mode
+from synthaug.generators.base import read_spec
+from synthaug.synthetic.make import generator_data_config
 
 CHUNK_PER_CLASS = 100  # default images per class in one chunk (the unit of sharding)
 CHUNK_SEED_STRIDE = 1_000_000  # chunk k of base seed s samples with seed s * stride + k: disjoint for k < stride
@@ -57,8 +61,6 @@ def chunk_seed(seed: int, chunk: int) -> int:
 
 def targets(cfg: SynthConfig) -> dict[str, int]:
     """Images per class of the whole set (before sharding), as sample_synthetic_set would aim for them."""
-    from synthaug.generators.base import read_spec
-
     names = read_spec(cfg.generator_run)["class_names"]
     unknown = [c for c in [*(cfg.classes or []), *(cfg.counts or {})] if c not in names]
     if unknown:
@@ -78,12 +80,6 @@ def chunk_plan(target: dict[str, int], chunk_per_class: int) -> list[dict[str, i
 def make_shard(cfg: SynthConfig, shard: tuple[int, int], out: str | Path, chunk_per_class: int = CHUNK_PER_CLASS
                ) -> dict[str, Any]:
     """Make shard `shard` = (i, n) of the set `cfg` describes into folder `out`; returns its manifest."""
-    from synthaug.data import load_data
-    from synthaug.generators.base import read_spec
-    from synthaug.synthetic.make import generator_data_config
-
-    from synthaug.generators import GENERATORS, sampling_mode
-
     index, count = shard
     generator = GENERATORS.resolve(read_spec(cfg.generator_run)["generator"])[0]
     if cfg.per_image is not None or sampling_mode(generator, cfg.mode) == "variations":
