@@ -27,7 +27,7 @@ from synthaug.generators import GENERATORS, read_spec, sampling_mode
 from synthaug.generators.api import build_generator, generator_config
 from synthaug.generators.base import rule_steps
 from synthaug.synthetic import SynthConfig, sample_synthetic_set
-from synthaug.training.classify import train_on_splits
+from synthaug.training import classify  # called as classify.train_on_splits: tests interrupt it there
 
 log = logging.getLogger(__name__)
 DONE = "done.json"
@@ -184,7 +184,7 @@ def classifier_step(cache: StepCache, label: str, splits: DatasetSplits, cfg: Tr
         run = Run(folder, resume=True)
         run.write_config({"train": cfg, "label": label, "p_real": p_real, "init_from": str(init_from) if init_from else None,
                           "synthetic": synthetic.provenance.get("path") if synthetic is not None else None})
-        metrics = train_on_splits(splits, cfg, run, synthetic=synthetic, p_real=p_real, resume=resume, test_sets=test_sets,
+        metrics = classify.train_on_splits(splits, cfg, run, synthetic=synthetic, p_real=p_real, resume=resume, test_sets=test_sets,
                                   init_from=init_from)
         run.close()
         cache.finish(folder, {"seconds": metrics["training"]["train_seconds"]})
