@@ -126,7 +126,7 @@ def test_a_killed_consistency_run_resumes_bit_identical(tmp_path, monkeypatch):
         assert torch.equal(value, resumed.state_dict()[key]), key
 
 
-def test_train_with_a_pool_runs_fixmatch_end_to_end(tmp_path):
+def test_train_with_a_pool_runs_freematch_end_to_end(tmp_path):
     import json
 
     from synthaug.cli.main import main
@@ -135,7 +135,7 @@ def test_train_with_a_pool_runs_fixmatch_end_to_end(tmp_path):
     assert main(["train", "--dataset", "digits", "--per-class", "5", "--unlabelled", "200", "--model", "small-cnn",
                  "--steps", "12", "--batch-size", "10", "--ssl-ratio", "2", "--no-progress", "--out", str(out)]) == 0
     cfg = json.loads((out / "config.json").read_text())["train"]
-    assert cfg["ssl"] == "fixmatch" and cfg["ema_decay"] == 0.999
+    assert cfg["ssl"] == "freematch" and cfg["ema_decay"] == 0.999  # the default a pool turns on
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("pseudo_label_rate" in r and 0 <= r["pseudo_label_rate"] <= 1 for r in rows)
     assert 0 <= json.loads((out / "metrics.json").read_text())["accuracy"] <= 1
