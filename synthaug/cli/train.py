@@ -64,7 +64,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "freematch, 3,000 steps unless --steps): fixmatch = pseudo-labels above --ssl-threshold, "
                         "freematch = self-adaptive thresholds; "
                         "under torchrun each process takes its share of the pool draw")
-    g.add_argument("--ssl-ratio", type=int, help="unlabelled images per labelled image in a batch (default 7)")
+    g.add_argument("--ssl-ratio", type=int, help="unlabelled images per labelled image in a batch (default 3; FixMatch's paper: 7)")
     g.add_argument("--ssl-threshold", type=float, help="fixmatch: confidence a pseudo-label needs (default 0.95)")
     g.add_argument("--ssl-weight", type=float, help="weight of the unlabelled loss (default 1)")
     g.add_argument("--ema-decay", type=float, help="evaluate a moving average of the weights (default 0.999 with --ssl)")
