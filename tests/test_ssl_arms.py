@@ -31,7 +31,7 @@ def test_fixmatch_and_dpt_arms_run_with_their_compute_and_the_generator_sees_pse
     fit_generator = steps_module.generator_step
 
     def spy(cache, spec, data_cfg, real, *args, **kwargs):
-        seen.append(real)
+        seen.append((real, kwargs.get("label")))
         return fit_generator(cache, spec, data_cfg, real, *args, **kwargs)
 
     monkeypatch.setattr(steps_module, "generator_step", spy)
@@ -50,26 +50,25 @@ def test_fixmatch_and_dpt_arms_run_with_their_compute_and_the_generator_sees_pse
     assert any("| 480 |" in line for line in cost_rows), md  # the compute table's images-seen column
     assert "DPT route" in md
 
-    # the DPT generator of seed 0 trained on the 18 labelled images + the pool labelled by seed 0's FixMatch model
-    splits_cfg = ssl_config().data
+    # each seed's DPT generator trained on the 18 labelled images + the pool labelled by that seed's FixMatch model
+    # (named in the generator's label), never by true labels
+    from dataclasses import replace
+
     from synthaug.data import load_data
 
-    splits = load_data(splits_cfg)
-    teacher_dir = next((tmp_path / "cache" / "classifiers").glob("fixmatch-*"))
-    real = [r for r in seen if len(r) > len(splits.train)]
-    assert real, "the DPT generator was never fitted"
-    dpt_real = real[0]
-    assert torch.equal(dpt_real.images[:18], splits.train.images) and torch.equal(dpt_real.labels[:18], splits.train.labels)
-    pool = dpt_real.images[18:]
-    assert len(pool) == 90  # dpt_tau 0: the whole pool
-    seeds_teachers = sorted((tmp_path / "cache" / "classifiers").glob("fixmatch-[0-9a-f]*"))
-    predictions = []
-    for d in seeds_teachers:
-        model = load_classifier(d)[0]
-        predictions.append(predict_proba(model, pool, TrainConfig(progress=False)).argmax(1))
-    assert any((torch.from_numpy(p) == dpt_real.labels[18:]).all() for p in predictions), \
-        "the pool's labels are not the FixMatch model's predictions"
-    assert teacher_dir.is_dir()
+    classifiers = tmp_path / "cache" / "classifiers"
+    dpt_fits = [(real, label) for real, label in seen if label and label.startswith("dpt-")]
+    assert len(dpt_fits) == 2, "one DPT generator per seed"
+    for real, label in dpt_fits:
+        teacher = classifiers / label.split("-", 2)[2]  # dpt-tau0-<fixmatch run folder>
+        assert teacher.name.startswith("fixmatch-") and teacher.is_dir()
+        seed = json.loads((teacher / "config.json").read_text())["train"]["seed"]  # its seed's labelled subset
+        splits = load_data(replace(ssl_config().data, seed=seed))
+        assert torch.equal(real.images[:18], splits.train.images) and torch.equal(real.labels[:18], splits.train.labels)
+        pool = real.images[18:]
+        assert len(pool) == 90  # dpt_tau 0: the whole pool
+        predicted = predict_proba(load_classifier(teacher)[0], pool, TrainConfig(progress=False)).argmax(1)
+        assert (torch.from_numpy(predicted) == real.labels[18:]).all(), "the pool's labels are not its teacher's predictions"
 
 
 def test_a_synthetic_set_the_experiment_does_not_make_is_named_in_the_error(tmp_path):

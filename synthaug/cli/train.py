@@ -9,7 +9,7 @@ from synthaug.classifiers import CLASSIFIERS
 from synthaug.cli.common import add_data_arguments, csv_list, data_overrides
 from synthaug.config import from_dict, load_yaml, merge
 from synthaug.training.classify import ClassifierRunConfig, train_classifier_run
-from synthaug.training.config import RECIPES, SCHEDULES, auto_recipe_rule_text
+from synthaug.training.config import RECIPES, SCHEDULES, SSL_METHODS, SSL_STEPS, auto_recipe_rule_text
 from synthaug.training.distributed import is_main
 
 TRAIN_FLAGS = {  # flag dest -> TrainConfig field
@@ -59,7 +59,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cutmix", type=float, help="CutMix alpha (0: off)")
     g.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=None,
                    help="average predictions with the mirrored image (default: the recipe's)")
-    g.add_argument("--ssl", choices=["none", "fixmatch", "freematch"],
+    g.add_argument("--ssl", choices=["none", *SSL_METHODS],
                    help="consistency training on the unlabelled pool (--unlabelled rest|N; giving a pool turns on "
                         "freematch, 3,000 steps unless --steps): fixmatch = pseudo-labels above --ssl-threshold, "
                         "freematch = self-adaptive thresholds; "
@@ -109,9 +109,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_train_arguments(p)
 
 
-SSL_DEFAULT_STEPS = 3000  # consistency training's length when `train` turns it on (see run)
-
-
 def run(args: argparse.Namespace) -> int:
     base = load_yaml(args.config) if args.config else {}
     settings = merge(base, {"data": data_overrides(args), "train": train_overrides(args)})
@@ -120,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         # Fashion-MNIST with 20 labels/class (5 seeds, docs/results.md section 4); FixMatch's fixed 0.95 threshold kept
         # only ~20 % of the pool at that length (+1.3 on one seed), and the supervised rule's 1,000 steps are too short
         settings["train"]["ssl"] = "freematch"
-        settings["train"].setdefault("steps", SSL_DEFAULT_STEPS)
+        settings["train"].setdefault("steps", SSL_STEPS)
     cfg = from_dict(ClassifierRunConfig, settings)
     metrics = train_classifier_run(cfg, args.out, resume=args.resume)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from synthaug.data import DataConfig
-from synthaug.training.config import TrainConfig
 from synthaug.config import ConfigError
+from synthaug.data import DataConfig
 from synthaug.generators import GENERATORS
 from synthaug.generators.api import generator_config
 from synthaug.generators.sources import varies_sources
+from synthaug.training.config import SSL_METHODS, SSL_STEPS, TrainConfig
 
 KINDS = ("compare", "transfer", "p-real", "data-efficiency", "optimizers", "imbalance", "unlabelled")
 VIEWS = ("equal_steps", "tuned")  # how arms get their training budget (compare_at)
@@ -64,7 +64,7 @@ class UnlabelledSpec:
     pseudo_label_max: int | None = None  # keep at most this many pseudo-labelled images (the most confident)
     class_samples: bool = True  # also an arm of class-conditional samples (no source image) per pool-trained generator
     ssl: list[str] = field(default_factory=list)  # consistency-training arms on the pool: fixmatch, freematch
-    ssl_steps: int = 3000  # their optimiser steps: a fixed length of its own (FixMatch trains far longer than a
+    ssl_steps: int = SSL_STEPS  # their optimiser steps: a fixed length of its own (FixMatch trains far longer than a
     #   supervised run; the report prints each arm's steps, images seen and CPU seconds beside its accuracy)
     ssl_ratio: int = 3  # unlabelled images per labelled image in a batch (FixMatch's mu: 7 in the paper, 3 measured here)
     ssl_threshold: float = 0.95  # fixmatch: confidence a weak-view prediction needs to become a target
@@ -80,7 +80,7 @@ class UnlabelledSpec:
         if not 0 <= self.p_real <= 1 or not 0 <= self.pseudo_label_tau <= 1:
             raise ValueError(f"UnlabelledSpec: p_real and pseudo_label_tau must be in [0, 1], got {self.p_real}, "
                              f"{self.pseudo_label_tau}")
-        bad = [m for m in self.ssl if m not in ("fixmatch", "freematch")]
+        bad = [m for m in self.ssl if m not in SSL_METHODS]
         if bad or len(set(self.ssl)) != len(self.ssl):
             raise ValueError(f"UnlabelledSpec.ssl: give fixmatch and/or freematch once each, got {self.ssl}")
         if self.ssl_steps < 1 or self.ssl_ratio < 1 or not 0 < self.ssl_threshold <= 1 or not 0 <= self.dpt_tau <= 1:

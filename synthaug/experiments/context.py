@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 
 from synthaug.data import DataConfig, DatasetError, DatasetSplits, ImageDataset, load_data
+from synthaug.data.registry import make_source
 from synthaug.experiments import steps
 from synthaug.experiments.arms import Arm
 from synthaug.experiments.config import ExperimentConfig, GeneratorSpec
-from synthaug.training.config import TrainConfig
-from synthaug.data.registry import make_source
 from synthaug.synthetic import read_synthetic
+from synthaug.training.config import TrainConfig
 from synthaug.training.tune import tune_steps
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class Experiment:
 
         def score(trial: TrainConfig, train: ImageDataset, val: ImageDataset) -> tuple[float, list[dict[str, Any]]]:
             folder, metrics = steps.classifier_step(self.cache, f"{label}-tune", DatasetSplits(train, val, val), trial,
-                                                     synthetic=synthetic, p_real=p_real)
+                                                    synthetic=synthetic, p_real=p_real)
             rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
             return metrics["accuracy"], [r for r in rows if "val_accuracy" in r] if trial.eval_every else []
 
@@ -130,9 +130,9 @@ class Experiment:
         cfg = replace(base, steps=budget.steps, lr=budget.lr, seed=seed, device=self.cfg.device, progress=False)
         finetune = max(1, round(cfg.steps * mix.finetune_fraction))
         pre_dir, _ = steps.classifier_step(self.cache, f"{label}-pretrain", splits, replace(cfg, steps=cfg.steps - finetune),
-                                            synthetic=synthetic, p_real=0.0)
+                                           synthetic=synthetic, p_real=0.0)
         return steps.classifier_step(self.cache, label, splits, replace(cfg, steps=finetune), init_from=pre_dir,
-                                      test_sets=test_sets)
+                                     test_sets=test_sets)
 
     # --- generators and synthetic sets ------------------------------------------------------------------
     def generator(self, spec: GeneratorSpec, seed: int, splits: DatasetSplits, data_overrides: dict[str, Any] | None = None,
@@ -140,8 +140,8 @@ class Experiment:
         data_cfg = self.data_cfg(seed, **(data_overrides or {}))
         gen_seed = seed if self.cfg.vary_subset else self.data.seed
         folder, info = steps.generator_step(self.cache, spec, data_cfg, splits.train, gen_seed, self.cfg.device,
-                                           overrides=gen_overrides, label=label,
-                                           unlabelled=splits.unlabelled if spec.unlabelled else None)
+                                            overrides=gen_overrides, label=label,
+                                            unlabelled=splits.unlabelled if spec.unlabelled else None)
         self.artefacts["generators"].setdefault(label or spec.name, {})[str(seed)] = {"dir": str(folder), **info}
         return folder
 

@@ -13,20 +13,20 @@ from typing import Callable
 
 import torch
 
+from synthaug.classifiers import load_classifier
 from synthaug.data import DatasetSplits, ImageDataset
 from synthaug.data.base import concat
 from synthaug.experiments import steps
 from synthaug.experiments.arms import Arm
-from synthaug.experiments.context import Experiment
-from synthaug.registry import Registry
-from synthaug.training.config import fit_to_data
 from synthaug.experiments.config import optimizer_generator
+from synthaug.experiments.context import Experiment
 from synthaug.experiments.evaluate import evaluate_run
 from synthaug.experiments.quality import generator_loss_stats, record_quality
 from synthaug.generators import GENERATORS
 from synthaug.generators.sources import varies_sources
+from synthaug.registry import Registry
 from synthaug.synthetic.pseudo_label import pseudo_label
-from synthaug.training.classify import load_classifier
+from synthaug.training.config import fit_to_data
 
 KINDS: Registry[Callable[[Experiment], None]] = Registry("experiment kind")
 BASELINE = "real + classical augmentation (baseline)"
@@ -231,9 +231,9 @@ def unlabelled(exp: Experiment) -> None:
         ssl_dirs = {}
         for method in spec_u.ssl:
             ssl_dirs[method], metrics = _train_ssl(exp, seed, splits, method)
-            _record_with_compute(exp, Arm(f"{method} on the pool ({spec_u.ssl_steps} steps)", "pool", mixing=method),
-                                 seed, metrics, ssl=True)
-            exp.keep_confusion("unlabelled", Arm(f"{method} on the pool ({spec_u.ssl_steps} steps)", "pool"), metrics)
+            arm = Arm(f"{method} on the pool ({spec_u.ssl_steps} steps)", "pool", mixing=method)
+            _record_with_compute(exp, arm, seed, metrics, ssl=True)
+            exp.keep_confusion("unlabelled", arm, metrics)
         made: dict[str, tuple[str, ImageDataset]] = {}  # label -> (generator, synthetic set), for unlabelled.ssl_synthetic
         for spec in exp.generators:
             if spec.pseudo_labels:  # the DPT route, below: it needs the consistency-trained model first
@@ -266,13 +266,14 @@ def unlabelled(exp: Experiment) -> None:
                     record_quality(exp, Arm(label, "quality", spec.name), seed, splits, synthetic)
         teacher = ssl_dirs.get(spec_u.ssl[0]) if spec_u.ssl else None
         dpt = [g for g in exp.generators if g.pseudo_labels]
-        pool_labelled = pseudo_label(load_classifier(teacher)[0], splits.unlabelled, splits.train.class_names,
-                                     spec_u.dpt_tau, tta_flip=tta_flip) if dpt else None
-        for spec in dpt:
+        if dpt:  # one labelling of the pool by this seed's consistency-trained model, for every DPT generator
+            pool_labelled = pseudo_label(load_classifier(teacher)[0], splits.unlabelled, splits.train.class_names,
+                                         spec_u.dpt_tau, tta_flip=tta_flip)
             exp.artefacts.setdefault("dpt_pseudo_label", {})[str(seed)] = {
                 "kept": len(pool_labelled), "pool": len(splits.unlabelled), "tau": spec_u.dpt_tau, "teacher": str(teacher)}
             dpt_splits = DatasetSplits(concat(splits.train, pool_labelled, name="labelled+pseudo-labelled pool"),
                                        splits.test, splits.val)
+        for spec in dpt:
             gen_dir = exp.generator(spec, seed, dpt_splits, label=f"{spec.name}-tau{spec_u.dpt_tau:g}-{teacher.name}")
             label = f"{spec.name}-samples"
             synthetic = exp.synthetic(spec, seed, dpt_splits, gen_dir, label=label)
@@ -303,7 +304,7 @@ def _train_ssl(exp: Experiment, seed: int, splits: DatasetSplits, method: str, s
     label = method if synthetic is None else f"{method}-{synthetic_label}"
     p_real = None if synthetic is None else spec_u.p_real
     return steps.classifier_step(exp.cache, label, splits, cfg, synthetic=synthetic, p_real=p_real,
-                                  key_extra={"unlabelled": len(splits.unlabelled)})
+                                 key_extra={"unlabelled": len(splits.unlabelled)})
 
 
 def _record_with_compute(exp: Experiment, arm: Arm, seed: int, metrics: dict, ssl: bool = False) -> None:

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from synthaug.experiments.config import ExperimentConfig
-from synthaug.experiments.executors import Executor, ExecutorConfig, ExecutorError, make_executor
-from synthaug.experiments.steps import StepCache
 from synthaug.experiments.context import Experiment
+from synthaug.experiments.executors import Executor, ExecutorConfig, ExecutorError, make_executor
 from synthaug.experiments.kinds import KINDS, PER_GENERATOR, VIEW_KINDS
+from synthaug.experiments.steps import StepCache
 
 
 @dataclass

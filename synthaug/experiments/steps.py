@@ -20,14 +20,14 @@ import torch
 from synthaug.data import DataConfig, DatasetSplits, ImageDataset, UnlabelledImages
 from synthaug.experiments.claim import FolderLock
 from synthaug.experiments.config import GeneratorSpec, SyntheticSpec
-from synthaug.runs import Run
-from synthaug.training.config import TrainConfig, fit_to_data
-from synthaug.utils import config_hash, to_jsonable, write_json_atomic
 from synthaug.generators import GENERATORS, read_spec, sampling_mode
 from synthaug.generators.api import build_generator, generator_config
 from synthaug.generators.base import rule_steps
+from synthaug.runs import Run
 from synthaug.synthetic import SynthConfig, sample_synthetic_set
 from synthaug.training import classify  # called as classify.train_on_splits: tests interrupt it there
+from synthaug.training.config import TrainConfig, fit_to_data
+from synthaug.utils import config_hash, to_jsonable, write_json_atomic
 
 log = logging.getLogger(__name__)
 DONE = "done.json"
@@ -104,8 +104,8 @@ class StepCache:
 
 
 def generator_step(cache: StepCache, spec: GeneratorSpec, data_cfg: DataConfig, real: ImageDataset, seed: int,
-                  device: str, overrides: dict[str, Any] | None = None, label: str | None = None,
-                  unlabelled: UnlabelledImages | None = None) -> tuple[Path, dict]:
+                   device: str, overrides: dict[str, Any] | None = None, label: str | None = None,
+                   unlabelled: UnlabelledImages | None = None) -> tuple[Path, dict]:
     """Train (or reuse) a generator on `real` (and, when given, the unlabelled pool); returns its folder and info."""
     settings = {**spec.config, **(overrides or {}), "seed": seed, "device": device, "progress": False}
     gen_cfg = generator_config(spec.generator, settings)
@@ -168,8 +168,8 @@ def _varies_real_images(generator_dir: Path) -> bool:
 
 
 def classifier_step(cache: StepCache, label: str, splits: DatasetSplits, cfg: TrainConfig,
-                     synthetic: ImageDataset | None = None, p_real: float | None = None, init_from: Path | None = None,
-                     test_sets: dict[str, ImageDataset] | None = None, key_extra: Any = None) -> tuple[Path, dict]:
+                    synthetic: ImageDataset | None = None, p_real: float | None = None, init_from: Path | None = None,
+                    test_sets: dict[str, ImageDataset] | None = None, key_extra: Any = None) -> tuple[Path, dict]:
     """Train (or reuse) one classifier; returns its folder and its metrics."""
     cfg = fit_to_data(cfg, splits.train)  # the recipe for these labelled images, in the cache key and config.json
     key = {"train": cfg, "data": [splits.train.provenance, _fingerprint(splits.train)], "p_real": p_real,
@@ -184,8 +184,8 @@ def classifier_step(cache: StepCache, label: str, splits: DatasetSplits, cfg: Tr
         run = Run(folder, resume=True)
         run.write_config({"train": cfg, "label": label, "p_real": p_real, "init_from": str(init_from) if init_from else None,
                           "synthetic": synthetic.provenance.get("path") if synthetic is not None else None})
-        metrics = classify.train_on_splits(splits, cfg, run, synthetic=synthetic, p_real=p_real, resume=resume, test_sets=test_sets,
-                                  init_from=init_from)
+        metrics = classify.train_on_splits(splits, cfg, run, synthetic=synthetic, p_real=p_real, resume=resume,
+                                           test_sets=test_sets, init_from=init_from)
         run.close()
         cache.finish(folder, {"seconds": metrics["training"]["train_seconds"]})
         return folder, metrics

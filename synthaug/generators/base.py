@@ -16,13 +16,13 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from synthaug.config import from_dict
+from synthaug.config import ConfigError
 from synthaug.data.base import ImageDataset
 from synthaug.generators.sources import SourceImages
 from synthaug.registry import Registry
 from synthaug.runs import Run
-from synthaug.utils import to_jsonable, write_json_atomic
-from synthaug.config import ConfigError
 from synthaug.storage.checkpoints import load_tensors, save_tensors
+from synthaug.utils import to_jsonable, write_json_atomic
 
 SPEC_FILE = "generator.json"
 WEIGHTS_FILE = "generator.safetensors"

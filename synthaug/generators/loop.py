@@ -21,13 +21,13 @@ from synthaug.config import ConfigError
 from synthaug.data.base import ImageDataset, MismatchError, UnlabelledImages
 from synthaug.generators.base import Generator, GeneratorConfig
 from synthaug.generators.health import HealthMonitor, HealthWarning, class_diversity
+from synthaug.plots import save_class_grid
 from synthaug.runs import Run
 from synthaug.storage.checkpoints import CheckpointError, flatten_optimizer, read_checkpoint, save_tensors, unflatten_optimizer
 from synthaug.training import distributed
 from synthaug.training.loop import TrainingDiverged
 from synthaug.training.sampler import BatchSampler
 from synthaug.utils import resolve_device, use_bf16, write_json_atomic
-from synthaug.plots import save_class_grid
 
 CHECKPOINT = "checkpoint.safetensors"
 GRID_PER_CLASS = 8  # images per class in the sample grids

@@ -32,9 +32,9 @@ from synthaug.generators.base import GENERATORS, Generator, GeneratorConfig, rea
 from synthaug.generators.sources import SourceImages, keep_sources
 from synthaug.generators.stable_diffusion import (LEAKAGE_WARNING, PretrainedModelError, generation_size, image_rng, offline,
                                                   to_dataset_images, to_rgb_float)
+from synthaug.data.folder import EXTENSIONS, read_image
 from synthaug.runs import Run
 from synthaug.utils import resolve_device
-from synthaug.data.folder import EXTENSIONS, read_image
 
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
 VGG_LAYERS = {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu4_2": 22, "relu5_1": 29}  # index in vgg19().features

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synthaug.generators.loop import load_training_state, save_training_state
 from synthaug.generators.stable_diffusion import explain_out_of_memory, fill_prompt, to_rgb_float
 from synthaug.runs import Run
-from synthaug.generators.loop import load_training_state, save_training_state
 
 CHECKPOINT = "checkpoint.safetensors"  # the name every generator run uses (experiments resume from it)
 EVAL_IMAGES = 8  # images in the fixed batch behind ti_eval_loss

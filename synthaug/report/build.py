@@ -16,15 +16,13 @@ from synthaug.report.blocks import Block, Figure, Heading, Para, Table, to_html,
 from synthaug.report.numbers import mean_ci, number, percent, points
 from synthaug.report.tables import arm_details, arm_table, compute_table, metric_tables
 from synthaug.stats import summarise
+from synthaug.training.config import SSL_METHODS  # Arm.mixing of consistency-training arms
 from synthaug.storage.run_config import CONFIG_FILE
 from synthaug.storage.synthetic_store import read_manifest
 from synthaug.utils import write_text_atomic
 
 QUALITY_FIRST = ["fid", "kid", "precision", "recall", "evaluator_agreement"]  # the quality table; the rest in details
 QUALITY_REST = ["inception_score", "density", "coverage", "mmd", "mmd_p_value", "memorisation_ratio"]
-
-
-SSL_METHODS = ("fixmatch", "freematch")  # Arm.mixing of consistency-training arms (experiments.kinds)
 
 
 class ReportBuilder:

@@ -25,15 +25,15 @@ from typing import Any
 import torch
 
 from synthaug.config import ConfigError
+from synthaug.data import load_data
 from synthaug.data.base import DatasetError, ImageDataset, MismatchError
 from synthaug.data.synthetic_source import read_synthetic
-from synthaug.storage.synthetic_store import read_manifest, write_synthetic
-from synthaug.synthetic.make import SynthConfig, sample_synthetic_set
-from synthaug.utils import to_jsonable
-from synthaug.data import load_data
 from synthaug.generators import GENERATORS, sampling_mode
 from synthaug.generators.base import read_spec
+from synthaug.storage.synthetic_store import read_manifest, write_synthetic
+from synthaug.synthetic.make import SynthConfig, sample_synthetic_set
 from synthaug.synthetic.make import generator_data_config
+from synthaug.utils import to_jsonable
 
 CHUNK_PER_CLASS = 100  # default images per class in one chunk (the unit of sharding)
 CHUNK_SEED_STRIDE = 1_000_000  # chunk k of base seed s samples with seed s * stride + k: disjoint for k < stride
